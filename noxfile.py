@@ -1,0 +1,96 @@
+"""taskq's development sessions. ``nox -l`` lists them; ``nox -t ci`` runs what CI runs.
+
+- ``tests``: the test suite, per Python / Django / database. The PostgreSQL runs start a
+  throwaway server (``taskq_tests/pgserver.py``) unless ``TASKQ_PG_HOST`` is set, in which
+  case ``TASKQ_PG_*`` from the environment are used as they are.
+  Pass pytest arguments after ``--``: ``nox -s "tests(3.11-django5.2-sqlite)" -- -x -k chain``.
+- ``lint``: ruff check and ruff format --check.
+- ``docs``: the Sphinx documentation, warnings as errors.
+- ``example``: the example project with an admin at http://127.0.0.1:8000/admin/
+  (``nox -s example -- --check`` runs it unattended and exits).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = False
+nox.options.error_on_external_run = True
+
+ROOT = Path(__file__).resolve().parent
+LINT_PATHS = ["taskq", "taskq_tests", "example_project", "docs/conf.py", "noxfile.py"]
+RUFF = "ruff>=0.17,<0.18"  # pinned to a minor: ruff's rules and format change between them
+TEST_DEPS = ["pytest", "pytest-django", "hypothesis", "pytest-timeout", "psycopg[binary]"]
+DJANGO = {
+    "5.2": "django>=5.2,<5.3",
+    "6.1": "django>=6.0,<6.2",  # the newest 6.x on PyPI
+}
+TEST_MATRIX = [
+    nox.param(python, django, db, id=f"{python}-django{django}-{db}")
+    for python, django in (("3.11", "5.2"), ("3.12", "6.1"))
+    for db in ("sqlite", "postgres")
+]
+DEFAULT_PYTEST_ARGS = ["-q", "-p", "no:cacheprovider"]
+
+
+def _pgserver() -> ModuleType:
+    """Load taskq_tests/pgserver.py by path (stdlib only; taskq_tests is not imported)."""
+    path = ROOT / "taskq_tests" / "pgserver.py"
+    spec = importlib.util.spec_from_file_location("taskq_pgserver", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@nox.session(tags=["ci"])
+@nox.parametrize(("python", "django", "db"), TEST_MATRIX)
+def tests(session: nox.Session, django: str, db: str) -> None:
+    session.install(".", DJANGO[django], *TEST_DEPS)
+    pytest = ["python", "-m", "pytest", "--timeout=300", *(session.posargs or DEFAULT_PYTEST_ARGS)]
+    env = {"TASKQ_TEST_DB": db}
+    if db != "postgres" or os.environ.get("TASKQ_PG_HOST"):
+        session.run(*pytest, env=env)
+        return
+    server = _pgserver().PostgresServer()
+    try:
+        server.start()
+        session.log(f"PostgreSQL from {server.bindir} on {server.host}:{server.port}")
+        session.run(*pytest, env={**env, **server.env})
+    finally:
+        server.stop()
+
+
+@nox.session(tags=["ci"])
+def lint(session: nox.Session) -> None:
+    session.install(RUFF)
+    session.run("ruff", "check", *LINT_PATHS)
+    session.run("ruff", "format", "--check", *LINT_PATHS)
+
+
+@nox.session(tags=["ci"])
+def docs(session: nox.Session) -> None:
+    session.install(".", "sphinx", "myst-parser", "furo")
+    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
+
+
+@nox.session(default=False)
+def example(session: nox.Session) -> None:
+    session.install(".")
+    # run.py stops its children itself on Ctrl-C: give it time before nox escalates.
+    session.run(
+        "python",
+        "example_project/run.py",
+        *session.posargs,
+        interrupt_timeout=60,
+        terminate_timeout=10,
+    )

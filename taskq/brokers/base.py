@@ -1,0 +1,136 @@
+"""The :class:`Broker` base class: what every broker (ORM, Redis, custom) provides."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from abc import ABC, abstractmethod
+from typing import Any
+
+from ..conf import ClusterConfig, get_config
+from ..messages import Delivery
+
+
+class Broker(ABC):
+    """A queue of signed task packages.
+
+    The first group of methods is Django-Q2's broker API; the second is what taskq's
+    cluster uses: batched claims owned by a cluster, fenced acknowledgements, rescue of
+    the tasks of dead clusters, and cluster heartbeats.
+    """
+
+    def __init__(self, list_key: str | None = None, config: ClusterConfig | None = None) -> None:
+        self.config = config or get_config()
+        self.list_key = list_key or self.config.queue_key
+        self.owner_id = uuid.uuid4().hex  # owner of claims made through dequeue()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.list_key!r}>"
+
+    # Django-Q2's API ---------------------------------------------------------------
+    @abstractmethod
+    def enqueue(
+        self,
+        payload: str,
+        *,
+        priority: int = 0,
+        run_after: datetime | None = None,
+        task_id: str | None = None,
+        name: str | None = None,
+        func: str | None = None,
+    ) -> Any:
+        """Put a package on the queue; returns the broker's id for it."""
+
+    def dequeue(self) -> list[tuple[Any, str]]:
+        """Claim up to ``bulk`` packages: a list of ``(ack_id, payload)``."""
+        return [(d.ack_id, d.payload) for d in self.claim(self.owner_id, self.config.bulk)]
+
+    def acknowledge(self, ack_id: Any) -> None:
+        self.delete(ack_id)
+
+    def fail(self, ack_id: Any) -> None:
+        """Remove a task whose failure has been recorded."""
+        self.delete(ack_id)
+
+    @abstractmethod
+    def delete(self, ack_id: Any) -> None:
+        """Remove one task, claimed or not."""
+
+    @abstractmethod
+    def queue_size(self) -> int:
+        """Tasks waiting to be claimed."""
+
+    @abstractmethod
+    def lock_size(self) -> int:
+        """Tasks claimed and not yet acknowledged."""
+
+    @abstractmethod
+    def purge_queue(self) -> int:
+        """Remove every task of this queue, waiting or claimed."""
+
+    def delete_queue(self) -> int:
+        return self.purge_queue()
+
+    @abstractmethod
+    def ping(self) -> bool:
+        """True when the broker answers."""
+
+    def info(self) -> str:
+        return type(self).__name__
+
+    # taskq's engine API ---------------------------------------------------------------
+    @abstractmethod
+    def claim(self, owner: str, count: int) -> list[Delivery]:
+        """Claim up to ``count`` due tasks for ``owner``, highest priority first."""
+
+    @abstractmethod
+    def ack_many(self, deliveries: Sequence[Delivery]) -> set[tuple[Any, str | None]]:
+        """Remove the claimed tasks whose claim token still matches, in one statement.
+
+        Returns the ``(ack_id, token)`` pairs that were removed; the others were rescued
+        and claimed again since, and their outcome must be dropped.
+        """
+
+    @abstractmethod
+    def release(self, deliveries: Iterable[Delivery], *, delay: float = 0) -> int:
+        """Give claimed tasks back to the queue (fenced by token); returns how many."""
+
+    @abstractmethod
+    def orphans(self, retry: float) -> list[Delivery]:
+        """Claimed tasks whose owner's heartbeat is older than ``retry`` seconds."""
+
+    @abstractmethod
+    def heartbeat(self, status: dict[str, Any]) -> None:
+        """Write this cluster's heartbeat and status (``status['id']`` identifies it)."""
+
+    @abstractmethod
+    def remove_cluster(self, cluster_id: str) -> None:
+        """Forget a cluster that stopped."""
+
+    @abstractmethod
+    def clusters(self) -> list[dict[str, Any]]:
+        """Status of every cluster known to the broker, with ``age`` of its heartbeat."""
+
+    @abstractmethod
+    def prune_clusters(self, older_than: float) -> int:
+        """Forget clusters whose heartbeat is older than ``older_than`` seconds."""
+
+    def wait(self, timeout: float) -> None:
+        """Block until new work may be there, or ``timeout`` seconds pass."""
+        import time
+
+        time.sleep(timeout)
+
+    def close(self) -> None:
+        """Release connections held by this broker (after a fork, or at exit)."""
+
+
+def host_name() -> str:
+    return socket.gethostname()
+
+
+def process_id() -> int:
+    return os.getpid()

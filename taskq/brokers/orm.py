@@ -1,0 +1,222 @@
+"""The ORM broker: the queue is the ``django_q_ormq`` table on ``Q_CLUSTER["orm"]``.
+
+Claims take a batch in one statement (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, an
+immediate transaction on SQLite), mark it with the owner cluster and a claim token, and
+count the attempt. Acknowledgements delete by ``(id, token)`` so a late result from a
+rescued claim removes nothing. All times compared are the database's clock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connections, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from ..messages import Delivery
+from ..models import Cluster, OrmQ
+from .base import Broker
+
+TABLE = OrmQ._meta.db_table
+CLAIM_POSTGRES = f"""
+WITH picked AS MATERIALIZED (
+    SELECT id FROM {TABLE}
+    WHERE key = %s AND owner IS NULL AND (lock IS NULL OR lock <= now())
+    ORDER BY priority DESC, id LIMIT %s FOR UPDATE SKIP LOCKED)
+UPDATE {TABLE} AS q SET owner = %s, token = %s, attempt = q.attempt + 1, claimed = now()
+FROM picked WHERE q.id = picked.id
+RETURNING q.id, q.attempt, q.payload, q.priority
+"""  # noqa: S608 - the table name is ours
+CLAIM_SQLITE = f"""
+UPDATE {TABLE} SET owner = %s, token = %s, attempt = attempt + 1, claimed = %s
+WHERE id IN (
+    SELECT id FROM {TABLE}
+    WHERE key = %s AND owner IS NULL AND (lock IS NULL OR lock <= %s)
+    ORDER BY priority DESC, id LIMIT %s)
+RETURNING id, attempt, payload, priority
+"""  # noqa: S608
+
+
+class OrmBroker(Broker):
+    """The default broker: Django's ORM on the database alias ``Q_CLUSTER["orm"]``."""
+
+    @property
+    def alias(self) -> str:
+        return self.config.orm
+
+    @property
+    def connection(self) -> Any:
+        return connections[self.alias]
+
+    def queue(self) -> Any:
+        return OrmQ.objects.using(self.alias).filter(key=self.list_key)
+
+    def now(self) -> datetime:
+        """The database's clock (SQLite shares the host's)."""
+        if self.connection.vendor == "sqlite":
+            return timezone.now()
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT CURRENT_TIMESTAMP")
+            return cursor.fetchone()[0]
+
+    # Django-Q2's API ---------------------------------------------------------------
+    def enqueue(
+        self,
+        payload: str,
+        *,
+        priority: int = 0,
+        run_after: datetime | None = None,
+        task_id: str | None = None,
+        name: str | None = None,
+        func: str | None = None,
+    ) -> int:
+        row = OrmQ(
+            key=self.list_key, payload=payload, lock=run_after, priority=priority,
+            task_ident=task_id, task_name=name and name[:100], task_func=func and func[:256],
+        )  # fmt: skip
+        row.save(using=self.alias, force_insert=True)
+        return row.pk
+
+    def delete(self, ack_id: Any) -> None:
+        OrmQ.objects.using(self.alias).filter(pk=ack_id).delete()
+
+    def queue_size(self) -> int:
+        return self.queue().filter(owner__isnull=True).count()
+
+    def lock_size(self) -> int:
+        return self.queue().filter(owner__isnull=False).count()
+
+    def purge_queue(self) -> int:
+        return self.queue().delete()[0]
+
+    def ping(self) -> bool:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            return cursor.fetchone()[0] == 1
+
+    def info(self) -> str:
+        db = self.connection
+        return f"ORM {db.vendor} ({self.alias})"
+
+    # taskq's engine API ---------------------------------------------------------------
+    def claim(self, owner: str, count: int) -> list[Delivery]:
+        if count < 1:
+            return []
+        token = uuid.uuid4().hex
+        db = self.connection
+        with transaction.atomic(using=self.alias), db.cursor() as cursor:
+            if db.vendor == "postgresql":
+                cursor.execute(CLAIM_POSTGRES, [self.list_key, count, owner, token])
+                rows = cursor.fetchall()
+            elif db.vendor == "sqlite":
+                now = db.ops.adapt_datetimefield_value(timezone.now())
+                cursor.execute(CLAIM_SQLITE, [owner, token, now, self.list_key, now, count])
+                rows = cursor.fetchall()
+            else:
+                rows = self.claim_portable(owner, token, count)
+        rows.sort(key=lambda row: (-row[3], row[0]))
+        return [Delivery(ack_id=r[0], token=token, attempt=r[1], payload=r[2]) for r in rows]
+
+    def claim_portable(self, owner: str, token: str, count: int) -> list[tuple[Any, ...]]:
+        """SELECT ... FOR UPDATE (SKIP LOCKED where supported), then UPDATE by primary key."""
+        skip = self.connection.features.has_select_for_update_skip_locked
+        due = self.queue().filter(owner__isnull=True).filter(Q(lock__isnull=True) | Q(lock__lte=Now()))
+        ids = list(
+            due.order_by("-priority", "id").select_for_update(skip_locked=skip)
+            .values_list("id", flat=True)[:count]
+        )  # fmt: skip
+        OrmQ.objects.using(self.alias).filter(id__in=ids).update(
+            owner=owner, token=token, attempt=F("attempt") + 1, claimed=Now()
+        )
+        return list(
+            OrmQ.objects.using(self.alias).filter(id__in=ids)
+            .values_list("id", "attempt", "payload", "priority")
+        )  # fmt: skip
+
+    def ack_many(self, deliveries: Sequence[Delivery]) -> set[tuple[Any, str | None]]:
+        if not deliveries:
+            return set()
+        db = self.connection
+        pairs = [(d.ack_id, d.token) for d in deliveries]
+        if db.vendor in ("postgresql", "sqlite"):
+            values = ", ".join(["(%s, %s)"] * len(pairs))
+            sql = (
+                f"DELETE FROM {TABLE} WHERE (id, token) IN (VALUES {values}) "  # noqa: S608
+                "RETURNING id, token"
+            )
+            with transaction.atomic(using=self.alias), db.cursor() as cursor:
+                cursor.execute(sql, [x for pair in pairs for x in pair])
+                return {(row[0], row[1]) for row in cursor.fetchall()}
+        fence = Q()
+        for ack_id, token in pairs:
+            fence |= Q(id=ack_id, token=token)
+        with transaction.atomic(using=self.alias):
+            rows = OrmQ.objects.using(self.alias).filter(fence).select_for_update()
+            found = set(rows.values_list("id", "token"))
+            OrmQ.objects.using(self.alias).filter(id__in=[i for i, _ in found]).delete()
+        return found
+
+    def release(self, deliveries: Iterable[Delivery], *, delay: float = 0) -> int:
+        released = 0
+        lock = timezone.now() + timedelta(seconds=delay) if delay else None
+        by_token: dict[str | None, list[Any]] = {}
+        for delivery in deliveries:
+            by_token.setdefault(delivery.token, []).append(delivery.ack_id)
+        for token, ids in by_token.items():
+            released += (
+                OrmQ.objects.using(self.alias)
+                .filter(id__in=ids, token=token)
+                .update(owner=None, token=None, claimed=None, lock=lock)
+            )
+        return released
+
+    def orphans(self, retry: float) -> list[Delivery]:
+        cutoff = Now() - timedelta(seconds=retry)
+        clusters = Cluster.objects.using(self.alias)
+        alive = clusters.filter(heartbeat__gte=cutoff).values_list("id", flat=True)
+        rows = (
+            OrmQ.objects.using(self.alias)
+            .filter(owner__isnull=False)
+            .exclude(owner__in=list(alive))
+            .exclude(owner=self.owner_id)
+            .values_list("id", "token", "attempt", "payload")
+        )
+        return [Delivery(ack_id=i, token=t, attempt=a, payload=p) for i, t, a, p in rows]
+
+    def heartbeat(self, status: dict[str, Any]) -> None:
+        fields = {k: v for k, v in status.items() if k != "id"}
+        updated = (
+            Cluster.objects.using(self.alias)
+            .filter(id=status["id"])
+            .update(heartbeat=Now(), **fields)
+        )
+        if not updated:
+            Cluster.objects.using(self.alias).create(
+                id=status["id"], heartbeat=timezone.now(), **fields
+            )
+
+    def remove_cluster(self, cluster_id: str) -> None:
+        Cluster.objects.using(self.alias).filter(id=cluster_id).delete()
+
+    def clusters(self) -> list[dict[str, Any]]:
+        now = self.now()
+        result = []
+        for row in Cluster.objects.using(self.alias).order_by("name", "host", "pid").values():
+            row["age"] = max(0.0, (now - row["heartbeat"]).total_seconds())
+            result.append(row)
+        return result
+
+    def prune_clusters(self, older_than: float) -> int:
+        cutoff = Now() - timedelta(seconds=older_than)
+        stale = Cluster.objects.using(self.alias).filter(heartbeat__lt=cutoff)
+        owners = OrmQ.objects.using(self.alias).filter(owner__isnull=False).values("owner")
+        return stale.exclude(id__in=owners).delete()[0]
+
+    def close(self) -> None:
+        self.connection.close()
+

@@ -1,0 +1,76 @@
+"""Settings for taskq's test suite. ``TASKQ_TEST_DB`` selects ``sqlite`` (default) or ``postgres``."""
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+SECRET_KEY = "taskq-tests-not-secret"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ROOT_URLCONF = "taskq_tests.urls"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "taskq",
+]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+STATIC_URL = "/static/"
+
+TEST_DB = os.environ.get("TASKQ_TEST_DB", "sqlite")
+if TEST_DB == "postgres":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "HOST": os.environ.get("TASKQ_PG_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("TASKQ_PG_PORT", "5432"),
+            "USER": os.environ.get("TASKQ_PG_USER", "postgres"),
+            "PASSWORD": os.environ.get("TASKQ_PG_PASSWORD", ""),
+            "NAME": os.environ.get("TASKQ_PG_NAME", "taskq"),
+        }
+    }
+elif TEST_DB == "sqlite":
+    # A file (not :memory:) so that cluster subprocesses can share the test database.
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ.get("TASKQ_SQLITE_NAME", str(BASE_DIR / "taskq-test.sqlite3")),
+            "OPTIONS": {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 30,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+            "TEST": {"NAME": os.environ.get("TASKQ_SQLITE_TEST_NAME", str(BASE_DIR / "test-taskq.sqlite3"))},
+        }
+    }
+else:
+    raise RuntimeError(f"TASKQ_TEST_DB must be 'sqlite' or 'postgres', not {TEST_DB!r}")
+
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+Q_CLUSTER = {"name": "tests", "workers": 2, "timeout": 30, "retry": 60}
+LOGGING_CONFIG = None
