@@ -11,6 +11,7 @@ from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
@@ -301,32 +302,48 @@ class OrmQ(models.Model):
     def __str__(self) -> str:
         return str(self.task_ident or self.pk)
 
+    @cached_property
     def task(self) -> dict[str, Any]:
-        """The decoded task dict (raises :class:`~taskq.exceptions.InvalidSignature`)."""
+        """The decoded task dict, or ``{"id": "*<error>", "error": ...}`` when it cannot be read."""
         from . import signing
         from .conf import get_config
 
-        return signing.loads(self.payload, salt=get_config().name)
+        try:
+            return signing.loads(self.payload, salt=get_config().name)
+        except Exception as exc:
+            return {"id": f"*{type(exc).__name__}", "error": str(exc)}
 
     def func(self) -> str:
         from .messages import func_repr
 
-        return self.task_func or func_repr(self.task()["func"])
+        return self.task_func or func_repr(self.task.get("func"))
 
-    def task_id(self) -> str:
-        return self.task_ident or self.task()["id"]
+    def task_id(self) -> str | None:
+        return self.task_ident or self.task.get("id")
 
-    def name(self) -> str:
-        return self.task_name or self.task()["name"]
+    def name(self) -> str | None:
+        return self.task_name or self.task.get("name")
 
     def group(self) -> str | None:
-        return self.task().get("group")
+        return self.task.get("group")
 
-    def args(self) -> tuple[Any, ...]:
-        return self.task().get("args", ())
+    def args(self) -> Any:
+        return self.task.get("args")
 
-    def kwargs(self) -> dict[str, Any]:
-        return self.task().get("kwargs", {})
+    def kwargs(self) -> Any:
+        return self.task.get("kwargs")
+
+    def q_options(self) -> dict[str, Any]:
+        exclude = {"id", "name", "group", "func", "args", "kwargs"}
+        return {k: v for k, v in self.task.items() if k not in exclude}
+
+    func.short_description = _("Function")  # type: ignore[attr-defined]
+    task_id.short_description = _("Task id")  # type: ignore[attr-defined]
+    name.short_description = _("Name")  # type: ignore[attr-defined]
+    group.short_description = _("Group")  # type: ignore[attr-defined]
+    args.short_description = _("Arguments")  # type: ignore[attr-defined]
+    kwargs.short_description = _("Keyword arguments")  # type: ignore[attr-defined]
+    q_options.short_description = _("Queue options")  # type: ignore[attr-defined]
 
 
 class Cluster(models.Model):

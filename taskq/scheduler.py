@@ -68,3 +68,28 @@ def schedule(
     row.full_clean()
     row.save()
     return row
+
+
+def schedule_task(row: Schedule, *, intended: datetime | None = None) -> str:
+    """Enqueue one run of ``row`` now and record its task id; ``next_run`` is left alone.
+
+    The task's group is the schedule's name (or its id), ``q_options`` inside the
+    stored kwargs become the task's options, and ``intended_date_kwarg`` receives the
+    occurrence's time (``intended``, default: ``next_run``).
+    """
+    from .enqueue import async_task
+
+    args = schedules.parse_args(row.args)
+    kwargs = schedules.parse_kwargs(row.kwargs)
+    q_options = dict(kwargs.pop("q_options", None) or {})
+    if row.intended_date_kwarg:
+        kwargs[row.intended_date_kwarg] = (intended or row.next_run or timezone.now()).isoformat()
+    q_options.setdefault("group", row.name or str(row.pk))
+    if row.hook:
+        q_options.setdefault("hook", row.hook)
+    if row.cluster:
+        q_options.setdefault("cluster", row.cluster)
+    task_id = async_task(row.func, *args, q_options=q_options, **kwargs)
+    Schedule.objects.filter(pk=row.pk).update(task=task_id)
+    row.task = task_id
+    return task_id

@@ -61,14 +61,6 @@ DJANGO_Q2_MIGRATIONS = [
 ]
 
 
-# taskq's 0001_squashed_0019 replaces all 19 Django-Q2 migrations, and Django uses a
-# replacing migration only when all or none of those it replaces are applied: at 0018
-# `migrate` fails (KeyError ('django_q', 'ormq') in state_forwards). Squashing 0001-0018
-# and shipping a migration named exactly like Django-Q2's 0019 fixes it. Remove this
-# mark then (the strict xfail turns into a failure as soon as the case passes).
-AT_0018_XFAIL = "a Django-Q2 <= 1.10 database (last migration 0018) does not migrate yet"
-
-
 def expected_for(backend: str) -> dict:
     specific = COMPAT / f"expected_{backend}.json"
     path = specific if specific.exists() else COMPAT / "expected.json"
@@ -173,7 +165,7 @@ def migrated_postgres(workdir: Path) -> dict:
     scope="module",
     params=[
         "sqlite",
-        pytest.param("sqlite-0018", marks=pytest.mark.xfail(strict=True, reason=AT_0018_XFAIL)),
+        "sqlite-0018",  # a Django-Q2 <= 1.10 database: its last migration is 0018
         pytest.param("postgres", marks=pytest.mark.postgres),
     ],
 )

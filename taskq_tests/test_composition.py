@@ -43,8 +43,8 @@ def test_async_iter_cached_result() -> None:
 def test_async_iter_queued_tasks_carry_the_count() -> None:
     iter_id = async_iter("taskq_tests.jobs.add", [(1, 1), (2, 2)])
     rows = OrmQ.objects.order_by("id")
-    assert [r.task()["iter_count"] for r in rows] == [2, 2]
-    assert {r.task()["group"] for r in rows} == {iter_id}
+    assert [r.task["iter_count"] for r in rows] == [2, 2]
+    assert {r.task["group"] for r in rows} == {iter_id}
 
 
 def test_async_chain_runs_links_in_order() -> None:
@@ -56,7 +56,7 @@ def test_async_chain_runs_links_in_order() -> None:
 
 def test_async_chain_queues_only_the_first_link() -> None:
     async_chain([("taskq_tests.jobs.add", (1, 2)), ("taskq_tests.jobs.add", (3, 4))])
-    task = OrmQ.objects.get().task()
+    task = OrmQ.objects.get().task
     assert task["args"] == (1, 2)
     assert task["chain"] == [("taskq_tests.jobs.add", (3, 4))]
 

@@ -75,6 +75,8 @@ class OrmBroker(Broker):
         name: str | None = None,
         func: str | None = None,
     ) -> int:
+        if run_after is None:  # "due now", as Django-Q2 writes it, on the database's clock
+            run_after = timezone.now() if self.connection.vendor == "sqlite" else Now()
         row = OrmQ(
             key=self.list_key, payload=payload, lock=run_after, priority=priority,
             task_ident=task_id, task_name=name and name[:100], task_func=func and func[:256],

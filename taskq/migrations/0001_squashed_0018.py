@@ -1,7 +1,9 @@
-"""Django-Q2's schema as it stands after its migration 0019, which this migration replaces.
+"""Django-Q2's schema as it stands after its migrations 0001-0018, which this one replaces.
 
 A database migrated by Django-Q2 already has these tables, so Django records this
 migration as applied without running it; a new database gets exactly that schema.
+Django-Q2's 0019 changed no SQL and keeps its own name (the next migration), so a
+database left at 0018 by an older Django-Q2 migrates as well as one at 0019.
 """
 
 import django.utils.timezone
@@ -33,7 +35,6 @@ class Migration(migrations.Migration):
         ("django_q", "0016_schedule_intended_date_kwarg"),
         ("django_q", "0017_task_cluster_alter"),
         ("django_q", "0018_task_success_index"),
-        ("django_q", "0019_alter_task_options_alter_ormq_key_alter_ormq_lock_and_more"),
     ]
 
     dependencies = []
