@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -40,6 +41,16 @@ TEST_MATRIX = [
 DEFAULT_PYTEST_ARGS = ["-q", "-p", "no:cacheprovider"]
 
 
+def install_project(session: nox.Session, *requirements: str) -> None:
+    """Install the checkout (not editable) with ``requirements``.
+
+    setuptools builds in ``build/`` inside the checkout and never removes a module from
+    it, so a renamed or deleted file would still be installed: start from a clean one.
+    """
+    shutil.rmtree(ROOT / "build", ignore_errors=True)
+    session.install(".", *requirements)
+
+
 def _pgserver() -> ModuleType:
     """Load taskq_tests/pgserver.py by path (stdlib only; taskq_tests is not imported)."""
     path = ROOT / "taskq_tests" / "pgserver.py"
@@ -55,7 +66,7 @@ def _pgserver() -> ModuleType:
 @nox.session(tags=["ci"])
 @nox.parametrize(("python", "django", "db"), TEST_MATRIX)
 def tests(session: nox.Session, django: str, db: str) -> None:
-    session.install(".", DJANGO[django], *TEST_DEPS)
+    install_project(session, DJANGO[django], *TEST_DEPS)
     pytest = ["python", "-m", "pytest", "--timeout=300", *(session.posargs or DEFAULT_PYTEST_ARGS)]
     env = {"TASKQ_TEST_DB": db}
     if db != "postgres" or os.environ.get("TASKQ_PG_HOST"):
@@ -79,13 +90,13 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(tags=["ci"])
 def docs(session: nox.Session) -> None:
-    session.install(".", "sphinx", "myst-parser", "furo")
+    install_project(session, "sphinx", "myst-parser", "furo")
     session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
 
 
 @nox.session(default=False)
 def example(session: nox.Session) -> None:
-    session.install(".")
+    install_project(session)
     # run.py stops its children itself on Ctrl-C: give it time before nox escalates.
     session.run(
         "python",

@@ -116,7 +116,7 @@ def page_answers(url: str) -> bool:
 
 def count_results(task_ids: list[str]) -> tuple[int, str]:
     proc = subprocess.run(
-        [*MANAGE, "shell", "-c", COUNT_RESULTS.format(ids=task_ids)],
+        [*MANAGE, "shell", "--verbosity", "0", "--command", COUNT_RESULTS.format(ids=task_ids)],
         cwd=HERE,
         env=CHILD_ENV,
         stdin=subprocess.DEVNULL,
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     port = args.port or (free_port() if args.check else 8000)
 
     manage("migrate", "--noinput")
-    manage("shell", "-c", CREATE_ADMIN)
+    manage("shell", "--verbosity", "0", "--command", CREATE_ADMIN)
     queued = manage("enqueue_examples", capture=True)
     print(queued, end="", flush=True)
     task_ids = TASK_ID.findall(queued)
@@ -182,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         print("enqueue_examples printed no task ids", file=sys.stderr)
         return 1
 
-    # SIGTERM ends this script like Ctrl-C does: through KeyboardInterrupt and stop().
+    # Ctrl-C and SIGTERM end this script through KeyboardInterrupt and stop(), even where
+    # SIGINT was ignored when it started (a background job of a non-interactive shell).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     children: dict[str, subprocess.Popen[bytes]] = {}
     try:

@@ -52,10 +52,13 @@ def check_keys(raw: dict[str, Any], where: str) -> list[checks.CheckMessage]:
     problems: list[checks.CheckMessage] = []
     for key, value in raw.items():
         if key in UNSHIPPED_BROKERS:
-            problems.append(warning(
-                f"{where}[{key!r}] selects a broker that taskq does not ship; it is ignored.",
-                "Use the ORM broker (the default), 'redis', or your own 'broker_class'.", 2,
-            ))  # fmt: skip
+            problems.append(
+                warning(
+                    f"{where}[{key!r}] selects a broker that taskq does not ship; it is ignored.",
+                    "Use the ORM broker (the default), 'redis', or your own 'broker_class'.",
+                    2,
+                )
+            )
         elif key in IGNORED_KEYS:
             problems.append(warning(f"{where}[{key!r}] has no effect in taskq.", DOCS, 3))
         elif key not in KNOWN_KEYS:
@@ -66,7 +69,9 @@ def check_keys(raw: dict[str, Any], where: str) -> list[checks.CheckMessage]:
             problem = type_problem(key, value)
             if problem:
                 types = FIELD_TYPES[key]
-                problems.append(error(f"{where}[{key!r}] {problem}.", f"Use {types_hint(types)}.", 3))
+                problems.append(
+                    error(f"{where}[{key!r}] {problem}.", f"Use {types_hint(types)}.", 3)
+                )
     return problems
 
 
@@ -79,33 +84,48 @@ def check_values(raw: dict[str, Any], where: str) -> list[checks.CheckMessage]:
     retry, timeout = raw.get("retry", 60), raw.get("timeout")
     numbers = (int, float)
     if isinstance(retry, numbers) and isinstance(timeout, numbers) and retry <= timeout:
-        problems.append(error(
-            f"{where}: 'retry' ({retry}) must be greater than 'timeout' ({timeout}).",
-            "A cluster that stops heartbeating for 'retry' seconds is presumed dead; make "
-            "'retry' longer than any task may run ('timeout').", 4,
-        ))  # fmt: skip
+        problems.append(
+            error(
+                f"{where}: 'retry' ({retry}) must be greater than 'timeout' ({timeout}).",
+                "A cluster that stops heartbeating for 'retry' seconds is presumed dead; make "
+                "'retry' longer than any task may run ('timeout').",
+                4,
+            )
+        )
     heartbeat = raw.get("heartbeat", 5.0)
     if isinstance(retry, numbers) and isinstance(heartbeat, numbers) and retry < 3 * heartbeat:
-        problems.append(warning(
-            f"{where}: 'retry' ({retry}) is shorter than three heartbeats ({3 * heartbeat}).",
-            "A cluster that is merely slow could be presumed dead; raise 'retry'.", 4,
-        ))  # fmt: skip
+        problems.append(
+            warning(
+                f"{where}: 'retry' ({retry}) is shorter than three heartbeats ({3 * heartbeat}).",
+                "A cluster that is merely slow could be presumed dead; raise 'retry'.",
+                4,
+            )
+        )
     if (raw.get("redis") or raw.get("django_redis")) and not importlib.util.find_spec("redis"):
-        problems.append(error(
-            f"{where} selects the Redis broker but the 'redis' package is not installed.",
-            "pip install 'taskq[redis]'", 5,
-        ))  # fmt: skip
+        problems.append(
+            error(
+                f"{where} selects the Redis broker but the 'redis' package is not installed.",
+                "pip install 'taskq[redis]'",
+                5,
+            )
+        )
     if not importlib.util.find_spec("croniter"):
-        problems.append(error(
-            "croniter is not installed; cron schedules cannot be validated or run.",
-            "pip install croniter (a dependency of taskq).", 6,
-        ))  # fmt: skip
+        problems.append(
+            error(
+                "croniter is not installed; cron schedules cannot be validated or run.",
+                "pip install croniter (a dependency of taskq).",
+                6,
+            )
+        )
     orm = raw.get("orm", "default")
     if isinstance(orm, str) and orm not in settings.DATABASES:
-        problems.append(error(
-            f"{where}['orm'] names the database alias {orm!r}, which is not in DATABASES.",
-            f"Use one of: {', '.join(sorted(settings.DATABASES))}.", 7,
-        ))  # fmt: skip
+        problems.append(
+            error(
+                f"{where}['orm'] names the database alias {orm!r}, which is not in DATABASES.",
+                f"Use one of: {', '.join(sorted(settings.DATABASES))}.",
+                7,
+            )
+        )
     elif isinstance(orm, str) and not (raw.get("redis") or raw.get("broker_class")):
         problems += check_sqlite_wal(orm)
     return problems
@@ -121,9 +141,12 @@ def check_sqlite_wal(alias: str) -> list[checks.CheckMessage]:
     immediate = str(options.get("transaction_mode", "")).upper() == "IMMEDIATE"
     if wal and immediate:
         return []
-    return [warning(
-        f"The broker's SQLite database {alias!r} is not set to WAL with immediate transactions.",
-        "Add OPTIONS = {'transaction_mode': 'IMMEDIATE', 'timeout': 20, 'init_command': "
-        "'PRAGMA journal_mode=WAL;'} so a web process and a cluster never see "
-        "'database is locked'.", 5,
-    )]  # fmt: skip
+    return [
+        warning(
+            f"The broker's SQLite database {alias!r} does not use WAL and immediate transactions.",
+            "Add OPTIONS = {'transaction_mode': 'IMMEDIATE', 'timeout': 20, 'init_command': "
+            "'PRAGMA journal_mode=WAL;'} so a web process and a cluster never see "
+            "'database is locked'.",
+            5,
+        )
+    ]

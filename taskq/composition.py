@@ -1,4 +1,4 @@
-"""Composing tasks: ``async_iter``, ``async_chain`` and the ``Iter``, ``Chain`` and ``AsyncTask`` objects."""
+"""Composing tasks: ``async_iter``, ``async_chain``, and ``Iter``, ``Chain``, ``AsyncTask``."""
 
 from __future__ import annotations
 
@@ -45,8 +45,13 @@ def async_iter(func: Callable[..., Any] | str, args_iter: Iterable[Any], **kwarg
     return iter_group
 
 
-def async_chain(chain: list[Any], group: str | None = None, cached: bool | int = False,
-                sync: bool = False, broker: Broker | None = None) -> str:  # fmt: skip
+def async_chain(
+    chain: list[Any],
+    group: str | None = None,
+    cached: bool | int = False,
+    sync: bool = False,
+    broker: Broker | None = None,
+) -> str:
     """Run the tasks of ``chain`` one after the other; returns the chain's group id."""
     config = get_config()
     if not chain:
@@ -56,17 +61,29 @@ def async_chain(chain: list[Any], group: str | None = None, cached: bool | int =
         options, kwargs = split_options(dict(kwargs))
         build_message(func, args, kwargs, options, config)
     group = group or uuid.uuid4().hex
-    enqueue_chain(list(chain), group=group, cached=check_cached(cached), sync=sync,
-                  broker=broker, config=config)  # fmt: skip
+    enqueue_chain(
+        list(chain),
+        group=group,
+        cached=check_cached(cached),
+        sync=sync,
+        broker=broker,
+        config=config,
+    )
     return group
 
 
 class Iter:
     """An ``async_iter`` built up item by item."""
 
-    def __init__(self, func: Callable[..., Any] | str | None = None, args: Iterable[Any] | None = None,
-                 kwargs: dict[str, Any] | None = None, cached: bool | int = False,
-                 sync: bool = False, broker: Broker | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        func: Callable[..., Any] | str | None = None,
+        args: Iterable[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        cached: bool | int = False,
+        sync: bool = False,
+        broker: Broker | None = None,
+    ) -> None:
         self.func = func
         self.args = list(args or [])
         self.kwargs = dict(kwargs or {})
@@ -102,9 +119,14 @@ class Iter:
 class Chain:
     """Tasks that run one after the other."""
 
-    def __init__(self, chain: list[Any] | None = None, group: str | None = None,
-                 cached: bool | int = False, sync: bool = False,
-                 broker: Broker | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        chain: list[Any] | None = None,
+        group: str | None = None,
+        cached: bool | int = False,
+        sync: bool = False,
+        broker: Broker | None = None,
+    ) -> None:
         self.chain = list(chain or [])
         self.group = group or ""
         self.cached = cached
@@ -118,8 +140,13 @@ class Chain:
         return self.length()
 
     def run(self) -> str:
-        self.group = async_chain(self.chain, group=self.group or None, cached=self.cached,
-                                 sync=self.sync, broker=self.broker)  # fmt: skip
+        self.group = async_chain(
+            self.chain,
+            group=self.group or None,
+            cached=self.cached,
+            sync=self.sync,
+            broker=self.broker,
+        )
         self.started = True
         return self.group
 
@@ -131,8 +158,9 @@ class Chain:
     def fetch(self, failures: bool = True, wait: int = 0) -> list[Task] | None:
         if not self.started:
             return None
-        return fetch_group(self.group, failures=failures, wait=wait, count=self.length(),
-                           cached=bool(self.cached))  # fmt: skip
+        return fetch_group(
+            self.group, failures=failures, wait=wait, count=self.length(), cached=bool(self.cached)
+        )
 
     def current(self) -> int | None:
         """How many tasks of the chain have finished."""
@@ -153,7 +181,7 @@ class AsyncTask:
         self.id = ""
         self.started = False
 
-    def option(name: str, default: Any = None) -> property:  # noqa: N805 - a property factory
+    def option(name: str, default: Any = None) -> property:
         def get(self: AsyncTask) -> Any:
             return self.options.get(name, default)
 
@@ -182,14 +210,20 @@ class AsyncTask:
     def fetch(self, wait: int = 0) -> Task | None:
         return fetch(self.id, wait=wait, cached=bool(self.cached)) if self.started else None
 
-    def result_group(self, failures: bool = False, wait: int = 0, count: int | None = None) -> list[Any] | None:
+    def result_group(
+        self, failures: bool = False, wait: int = 0, count: int | None = None
+    ) -> list[Any] | None:
         if not (self.started and self.group):
             return None
-        return result_group(self.group, failures=failures, wait=wait, count=count,
-                            cached=bool(self.cached))  # fmt: skip
+        return result_group(
+            self.group, failures=failures, wait=wait, count=count, cached=bool(self.cached)
+        )
 
-    def fetch_group(self, failures: bool = True, wait: int = 0, count: int | None = None) -> list[Task] | None:
+    def fetch_group(
+        self, failures: bool = True, wait: int = 0, count: int | None = None
+    ) -> list[Task] | None:
         if not (self.started and self.group):
             return None
-        return fetch_group(self.group, failures=failures, wait=wait, count=count,
-                           cached=bool(self.cached))  # fmt: skip
+        return fetch_group(
+            self.group, failures=failures, wait=wait, count=count, cached=bool(self.cached)
+        )

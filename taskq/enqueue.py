@@ -25,11 +25,26 @@ from .outcomes import record
 logger = logging.getLogger(__name__)
 
 # Options async_task understands, in kwargs (Django-Q2's way) or inside q_options.
-OPTIONS = frozenset({
-    "hook", "group", "timeout", "save", "sync", "cached", "ack_failure", "cluster",
-    "task_name", "broker", "priority", "run_after", "max_attempts", "iter_count",
-    "iter_cached", "chain",
-})  # fmt: skip
+OPTIONS = frozenset(
+    {
+        "hook",
+        "group",
+        "timeout",
+        "save",
+        "sync",
+        "cached",
+        "ack_failure",
+        "cluster",
+        "task_name",
+        "broker",
+        "priority",
+        "run_after",
+        "max_attempts",
+        "iter_count",
+        "iter_cached",
+        "chain",
+    }
+)
 PRIORITY_RANGE = range(-100, 101)
 
 
@@ -120,7 +135,9 @@ def check_name(value: Any, what: str, limit: int = 100) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value or len(value) > limit:
-        raise InvalidTask(f"{what} must be a non-empty str of at most {limit} characters, not {value!r}")
+        raise InvalidTask(
+            f"{what} must be a non-empty str of at most {limit} characters, not {value!r}"
+        )
     return value
 
 
@@ -129,9 +146,14 @@ def new_task_id() -> str:
 
 
 def build_message(
-    func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any],
-    config: ClusterConfig, *, task_id: str | None = None,
-) -> TaskMessage:  # fmt: skip
+    func: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    options: dict[str, Any],
+    config: ClusterConfig,
+    *,
+    task_id: str | None = None,
+) -> TaskMessage:
     """A checked :class:`TaskMessage`; raises :class:`InvalidTask` naming the bad value."""
     now = timezone.now()
     task_id = task_id or new_task_id()
@@ -168,8 +190,13 @@ def package(message: TaskMessage, config: ClusterConfig) -> str:
         raise InvalidTask(f"the task's arguments cannot be serialised: {exc}") from exc
 
 
-def submit(message: TaskMessage, *, broker: Broker | None = None, sync: bool = False,
-           config: ClusterConfig | None = None) -> str:  # fmt: skip
+def submit(
+    message: TaskMessage,
+    *,
+    broker: Broker | None = None,
+    sync: bool = False,
+    config: ClusterConfig | None = None,
+) -> str:
     """Send a checked message to its broker, or run it here in sync mode."""
     config = config or get_config()
     payload = package(message, config)
@@ -180,9 +207,13 @@ def submit(message: TaskMessage, *, broker: Broker | None = None, sync: bool = F
         run_sync(signing.loads(payload, salt=config.name), broker, config)
         return message.id
     broker.enqueue(
-        payload, priority=message.priority, run_after=message.run_after,
-        task_id=message.id, name=message.name, func=message.func_name,
-    )  # fmt: skip
+        payload,
+        priority=message.priority,
+        run_after=message.run_after,
+        task_id=message.id,
+        name=message.name,
+        func=message.func_name,
+    )
     logger.debug("enqueued task_id=%s queue=%s", message.id, broker.list_key)
     return message.id
 
@@ -198,19 +229,31 @@ def run_sync(task: dict[str, Any], broker: Broker, config: ClusterConfig) -> Non
         raise outcome.error
 
 
-def enqueue_next_link(finished: TaskMessage, *, broker: Broker | None, sync: bool,
-                      config: ClusterConfig) -> str | None:  # fmt: skip
+def enqueue_next_link(
+    finished: TaskMessage, *, broker: Broker | None, sync: bool, config: ClusterConfig
+) -> str | None:
     """Enqueue the next task of a chain after ``finished``."""
     if not finished.chain:
         return None
     return enqueue_chain(
-        finished.chain, group=finished.group, cached=finished.cached, sync=sync,
-        broker=broker, config=config,
-    )  # fmt: skip
+        finished.chain,
+        group=finished.group,
+        cached=finished.cached,
+        sync=sync,
+        broker=broker,
+        config=config,
+    )
 
 
-def enqueue_chain(chain: list[Any], *, group: str | None, cached: bool | int, sync: bool,
-                  broker: Broker | None, config: ClusterConfig) -> str:  # fmt: skip
+def enqueue_chain(
+    chain: list[Any],
+    *,
+    group: str | None,
+    cached: bool | int,
+    sync: bool,
+    broker: Broker | None,
+    config: ClusterConfig,
+) -> str:
     """Enqueue the first link of ``chain``; the rest travels with it."""
     first, rest = chain[0], list(chain[1:])
     func, args, kwargs = unpack_link(first)

@@ -7,15 +7,15 @@ class TaskqError(Exception):
     """Base class of every taskq error."""
 
 
-class InvalidTask(TaskqError, ValueError):  # noqa: N818 - public name kept short
+class InvalidTask(TaskqError, ValueError):
     """A task was refused at the call: the message names the offending value."""
 
 
-class InvalidSchedule(TaskqError, ValueError):  # noqa: N818
+class InvalidSchedule(TaskqError, ValueError):
     """A schedule was refused: the message names the offending value."""
 
 
-class InvalidSignature(TaskqError):  # noqa: N818
+class InvalidSignature(TaskqError):
     """A queued package failed its signature check or could not be unpickled."""
 
 
@@ -23,7 +23,7 @@ class ConfigurationError(TaskqError):
     """The settings cannot be used (see ``manage.py check`` for details)."""
 
 
-class TaskTimeout(BaseException):  # noqa: N818 - reads well in tracebacks
+class TaskTimeout(BaseException):
     """Raised inside a task that ran past its timeout.
 
     It derives from ``BaseException`` so that a task's ``except Exception`` cannot

@@ -57,15 +57,21 @@ def execute(
     except (Exception, SystemExit, KeyboardInterrupt) as exc:  # a task may not stop its worker
         result, success, error = failure_text(exc), False, exc
     outcome = TaskOutcome(
-        message=message, success=success, result=result, started=started, stopped=now(),
-        attempt=attempt, delivery=delivery, cluster=cluster, timed_out=timed_out,
-        worker_pid=worker_pid, error=error,
-    )  # fmt: skip
+        message=message,
+        success=success,
+        result=result,
+        started=started,
+        stopped=now(),
+        attempt=attempt,
+        delivery=delivery,
+        cluster=cluster,
+        timed_out=timed_out,
+        worker_pid=worker_pid,
+        error=error,
+    )
     task.update(result=result, success=success)
     try:
-        signals.post_execute_in_worker.send(
-            sender=signals.SENDER, func=message.func, task=task
-        )
+        signals.post_execute_in_worker.send(sender=signals.SENDER, func=message.func, task=task)
     except Exception:  # a receiver's error must not lose the outcome
         import logging
 

@@ -18,7 +18,7 @@ def encode(value: Any) -> str:
 
 
 def decode(text: str) -> Any:
-    return pickle.loads(base64.b64decode(text.encode()))  # noqa: S301 - our own column
+    return pickle.loads(base64.b64decode(text.encode()))
 
 
 class PickledText(str):

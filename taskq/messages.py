@@ -9,10 +9,26 @@ from typing import Any
 
 # Keys of Django-Q2's task dict that map onto TaskMessage fields.
 MESSAGE_KEYS = (
-    "id", "name", "func", "args", "kwargs", "started", "hook", "group", "timeout",
-    "cluster", "save", "cached", "ack_failure", "chain", "iter_count", "iter_cached",
-    "priority", "run_after", "max_attempts",
-)  # fmt: skip
+    "id",
+    "name",
+    "func",
+    "args",
+    "kwargs",
+    "started",
+    "hook",
+    "group",
+    "timeout",
+    "cluster",
+    "save",
+    "cached",
+    "ack_failure",
+    "chain",
+    "iter_count",
+    "iter_cached",
+    "priority",
+    "run_after",
+    "max_attempts",
+)
 
 
 FALSE_DEFAULTS = ("cached", "ack_failure", "priority")
@@ -53,8 +69,14 @@ class TaskMessage:
         return cls(**known, extra=extra)
 
     def to_dict(self) -> dict[str, Any]:
-        task: dict[str, Any] = {"id": self.id, "name": self.name, "func": self.func,
-                                "args": self.args, "kwargs": self.kwargs, "started": self.started}
+        task: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "func": self.func,
+            "args": self.args,
+            "kwargs": self.kwargs,
+            "started": self.started,
+        }
         for key in MESSAGE_KEYS[6:]:
             value = getattr(self, key)
             if value is None or (key in FALSE_DEFAULTS and not value):

@@ -139,7 +139,9 @@ def validate_cron(value: str) -> None:
 
 def validate_kwarg(value: str) -> None:
     if not value.isidentifier():
-        raise ValidationError(_("%(value)r is not a valid keyword argument name"), params={"value": value})
+        raise ValidationError(
+            _("%(value)r is not a valid keyword argument name"), params={"value": value}
+        )
 
 
 def validate_args(value: str) -> None:
@@ -200,15 +202,21 @@ class Schedule(models.Model):
     repeats = models.IntegerField(default=-1, help_text=_("n = n times, -1 = forever"))
     next_run = models.DateTimeField(default=timezone.now, null=True, verbose_name=_("Next Run"))
     cron = models.CharField(
-        max_length=100, null=True, blank=True, validators=[validate_cron],
+        max_length=100,
+        null=True,
+        blank=True,
+        validators=[validate_cron],
         help_text=_("Cron expression"),
-    )  # fmt: skip
+    )
     task = models.CharField(max_length=100, null=True, editable=False)
     cluster = models.CharField(max_length=100, default=None, null=True, blank=True)
     intended_date_kwarg = models.CharField(
-        max_length=100, null=True, blank=True, validators=[validate_kwarg],
+        max_length=100,
+        null=True,
+        blank=True,
+        validators=[validate_kwarg],
         help_text=_("Name of kwarg to pass intended schedule date"),
-    )  # fmt: skip
+    )
 
     objects = ScheduleQuerySet.as_manager()
 
@@ -221,6 +229,13 @@ class Schedule(models.Model):
     def __str__(self) -> str:
         return self.func
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.cron:
+            self.schedule_type = self.CRON
+        if self.pk is None and self.schedule_type == self.CRON:
+            self.next_run = self.calculate_next_run(timezone.now() - timedelta(microseconds=1))
+        super().save(*args, **kwargs)
+
     def clean(self) -> None:
         if self.cron:
             self.schedule_type = self.CRON
@@ -231,13 +246,6 @@ class Schedule(models.Model):
             if "schedule type" in str(exc):
                 field = "schedule_type"
             raise ValidationError({field: str(exc)}) from exc
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if self.cron:
-            self.schedule_type = self.CRON
-        if self.pk is None and self.schedule_type == self.CRON:
-            self.next_run = self.calculate_next_run(timezone.now() - timedelta(microseconds=1))
-        super().save(*args, **kwargs)
 
     def calculate_next_run(self, next_run: Any = None) -> Any:
         """The run after ``next_run`` (default: this schedule's ``next_run``)."""
@@ -293,10 +301,15 @@ class OrmQ(models.Model):
         verbose_name_plural = _("Queued tasks")
         indexes = [
             models.Index(
-                "key", models.F("priority").desc(), "id",
-                name="taskq_ormq_claim", condition=Q(owner__isnull=True),
-            ),  # fmt: skip
-            models.Index(fields=["owner"], name="taskq_ormq_owner", condition=Q(owner__isnull=False)),
+                "key",
+                models.F("priority").desc(),
+                "id",
+                name="taskq_ormq_claim",
+                condition=Q(owner__isnull=True),
+            ),
+            models.Index(
+                fields=["owner"], name="taskq_ormq_owner", condition=Q(owner__isnull=False)
+            ),
         ]
 
     def __str__(self) -> str:

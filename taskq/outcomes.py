@@ -62,12 +62,20 @@ def should_save(outcome: TaskOutcome, config: ClusterConfig) -> bool:
 def task_row(outcome: TaskOutcome) -> Task:
     message = outcome.message
     return Task(
-        id=message.id, name=message.name[:100], func=message.func_name[:256],
-        hook=message.hook_name, args=message.args, kwargs=message.kwargs,
-        result=outcome.result, group=message.group, started=message.started or outcome.started,
-        stopped=outcome.stopped, success=outcome.success, attempt_count=outcome.attempt,
+        id=message.id,
+        name=message.name[:100],
+        func=message.func_name[:256],
+        hook=message.hook_name,
+        args=message.args,
+        kwargs=message.kwargs,
+        result=outcome.result,
+        group=message.group,
+        started=message.started or outcome.started,
+        stopped=outcome.stopped,
+        success=outcome.success,
+        attempt_count=outcome.attempt,
         cluster=outcome.cluster or message.cluster,
-    )  # fmt: skip
+    )
 
 
 def record(outcomes: Sequence[TaskOutcome], broker: Broker, config: ClusterConfig) -> Recorded:
@@ -97,8 +105,9 @@ def record(outcomes: Sequence[TaskOutcome], broker: Broker, config: ClusterConfi
     for outcome in done.rejected:
         logger.warning(
             "late result rejected: task_id=%s attempt=%s (its claim was rescued)",
-            outcome.message.id, outcome.attempt,
-        )  # fmt: skip
+            outcome.message.id,
+            outcome.attempt,
+        )
     by_id = {row.id: row for row in done.saved}
     for outcome in accepted:
         if outcome.message.cached:
@@ -122,20 +131,37 @@ def collate_iter(message: TaskMessage, broker: Broker, config: ClusterConfig) ->
         return None
     rows = list(items)
     collated = Task(
-        id=message.group, name=message.group, func=message.func_name[:256],
-        hook=message.hook_name, args=[row.args for row in rows], kwargs=message.kwargs,
-        result=[row.result for row in rows], group=None, started=min(r.started for r in rows),
-        stopped=max(r.stopped for r in rows), success=all(r.success for r in rows),
-        attempt_count=1, cluster=rows[-1].cluster,
-    )  # fmt: skip
+        id=message.group,
+        name=message.group,
+        func=message.func_name[:256],
+        hook=message.hook_name,
+        args=[row.args for row in rows],
+        kwargs=message.kwargs,
+        result=[row.result for row in rows],
+        group=None,
+        started=min(r.started for r in rows),
+        stopped=max(r.stopped for r in rows),
+        success=all(r.success for r in rows),
+        attempt_count=1,
+        cluster=rows[-1].cluster,
+    )
     if message.iter_cached:
-        package = {"id": collated.id, "name": collated.name, "func": message.func,
-                   "hook": message.hook, "args": collated.args, "kwargs": collated.kwargs,
-                   "result": collated.result, "success": collated.success,
-                   "started": collated.started, "stopped": collated.stopped}  # fmt: skip
+        package = {
+            "id": collated.id,
+            "name": collated.name,
+            "func": message.func,
+            "hook": message.hook,
+            "args": collated.args,
+            "kwargs": collated.kwargs,
+            "result": collated.result,
+            "success": collated.success,
+            "started": collated.started,
+            "stopped": collated.stopped,
+        }
         timeout = None if message.iter_cached is True else int(message.iter_cached)
         caches[config.cache].set(
-            cache_key(broker.list_key, collated.id), signing.dumps(package, salt=config.name),
+            cache_key(broker.list_key, collated.id),
+            signing.dumps(package, salt=config.name),
             timeout,
         )
     else:
@@ -164,7 +190,9 @@ def announce(outcome: TaskOutcome, task: Task) -> None:
         try:
             resolve(message.hook)(task)
         except Exception:
-            logger.exception("result hook failed: task_id=%s hook=%s", message.id, message.hook_name)
+            logger.exception(
+                "result hook failed: task_id=%s hook=%s", message.id, message.hook_name
+            )
     package = message.to_dict()
     package.update(result=outcome.result, success=outcome.success, stopped=outcome.stopped)
     try:
@@ -187,8 +215,9 @@ def save_cached(outcome: TaskOutcome, broker: Broker, config: ClusterConfig) -> 
     package["started"] = message.started or outcome.started
     package["attempt_count"] = outcome.attempt
     package["cluster"] = outcome.cluster or message.cluster
-    cache.set(cache_key(broker.list_key, message.id),
-              signing.dumps(package, salt=config.name), timeout)  # fmt: skip
+    cache.set(
+        cache_key(broker.list_key, message.id), signing.dumps(package, salt=config.name), timeout
+    )
     if message.group:
         group_key = cache_key(broker.list_key, f"{message.group}:keys")
         keys: list[str] = cache.get(group_key) or []
@@ -199,10 +228,17 @@ def save_cached(outcome: TaskOutcome, broker: Broker, config: ClusterConfig) -> 
 def cached_task(package: Any) -> Task:
     """A (not saved) :class:`Task` built from a cached result package."""
     return Task(
-        id=package["id"], name=package["name"], func=TaskMessage.from_dict(package).func_name,
+        id=package["id"],
+        name=package["name"],
+        func=TaskMessage.from_dict(package).func_name,
         hook=package.get("hook") and TaskMessage.from_dict(package).hook_name,
-        args=package["args"], kwargs=package["kwargs"], result=package.get("result"),
-        group=package.get("group"), started=package["started"], stopped=package["stopped"],
-        success=package.get("success", True), attempt_count=package.get("attempt_count", 1),
+        args=package["args"],
+        kwargs=package["kwargs"],
+        result=package.get("result"),
+        group=package.get("group"),
+        started=package["started"],
+        stopped=package["stopped"],
+        success=package.get("success", True),
+        attempt_count=package.get("attempt_count", 1),
         cluster=package.get("cluster"),
-    )  # fmt: skip
+    )

@@ -17,7 +17,9 @@ from .outcomes import cache_key, cached_task
 T = TypeVar("T")
 
 
-def wait_for(probe: Callable[[], T | None], wait: int, done: Callable[[T], bool] = bool) -> T | None:
+def wait_for(
+    probe: Callable[[], T | None], wait: int, done: Callable[[T], bool] = bool
+) -> T | None:
     """Call ``probe`` until ``done(value)`` or ``wait`` milliseconds pass (``-1``: forever)."""
     deadline = None if wait < 0 else time.monotonic() + wait / 1000
     pause = 0.005
@@ -38,7 +40,9 @@ def cached_package(task_id: str, broker: Broker) -> dict[str, Any] | None:
     return None if raw is None else signing.loads(raw, salt=config.name)
 
 
-def fetch(task_id: str, wait: int = 0, cached: bool = False, broker: Broker | None = None) -> Task | None:
+def fetch(
+    task_id: str, wait: int = 0, cached: bool = False, broker: Broker | None = None
+) -> Task | None:
     """The finished :class:`Task` with this id or name, or ``None``."""
     if cached:
         broker = broker or get_broker()
@@ -68,9 +72,13 @@ def cached_group(group_id: str, broker: Broker) -> list[Task]:
 
 
 def fetch_group(
-    group_id: str, failures: bool = True, wait: int = 0, count: int | None = None,
-    cached: bool = False, broker: Broker | None = None,
-) -> list[Task]:  # fmt: skip
+    group_id: str,
+    failures: bool = True,
+    wait: int = 0,
+    count: int | None = None,
+    cached: bool = False,
+    broker: Broker | None = None,
+) -> list[Task]:
     """The finished tasks of a group (without failures when ``failures=False``)."""
 
     def probe() -> list[Task]:
@@ -84,17 +92,23 @@ def fetch_group(
 
 
 def result_group(
-    group_id: str, failures: bool = False, wait: int = 0, count: int | None = None,
-    cached: bool = False, broker: Broker | None = None,
-) -> list[Any]:  # fmt: skip
+    group_id: str,
+    failures: bool = False,
+    wait: int = 0,
+    count: int | None = None,
+    cached: bool = False,
+    broker: Broker | None = None,
+) -> list[Any]:
     """The results of a group's finished tasks (successes only unless ``failures=True``)."""
-    tasks = fetch_group(group_id, failures=failures, wait=wait, count=count, cached=cached,
-                        broker=broker)  # fmt: skip
+    tasks = fetch_group(
+        group_id, failures=failures, wait=wait, count=count, cached=cached, broker=broker
+    )
     return [task.result for task in tasks]
 
 
-def count_group(group_id: str, failures: bool = False, cached: bool = False,
-                broker: Broker | None = None) -> int:  # fmt: skip
+def count_group(
+    group_id: str, failures: bool = False, cached: bool = False, broker: Broker | None = None
+) -> int:
     """Finished tasks in a group; with ``failures=True`` only the failed ones."""
     if cached:
         tasks = cached_group(group_id, broker or get_broker())
@@ -104,8 +118,9 @@ def count_group(group_id: str, failures: bool = False, cached: bool = False,
     return Task.objects.filter(group=group_id).count()
 
 
-def delete_group(group_id: str, tasks: bool = False, cached: bool = False,
-                 broker: Broker | None = None) -> Any:  # fmt: skip
+def delete_group(
+    group_id: str, tasks: bool = False, cached: bool = False, broker: Broker | None = None
+) -> Any:
     """Remove the group label from its tasks, or with ``tasks=True`` the tasks themselves."""
     if cached:
         broker = broker or get_broker()

@@ -39,3 +39,36 @@ def exit_worker() -> None:
 
 
 not_callable = 42
+
+
+def ledger(path: str, tag: str, seconds: float = 0.0) -> str:
+    """Append start/end lines (tag, pid) to a ledger file that survives kills."""
+    with open(path, "a") as f:
+        f.write(f"start {tag} {os.getpid()}\n")
+    time.sleep(seconds)
+    with open(path, "a") as f:
+        f.write(f"end {tag} {os.getpid()}\n")
+    return tag
+
+
+def ledger_kill_self(path: str, tag: str) -> None:
+    """Record a start, then kill this worker process (as the OOM killer would)."""
+    import signal
+
+    with open(path, "a") as f:
+        f.write(f"start {tag} {os.getpid()}\n")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def hard_exit() -> None:
+    os._exit(1)
+
+
+def busy_loop(seconds: float) -> None:
+    """Ignores SIGALRM-raised exceptions, as C code would."""
+    import signal
+
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)
+    end = time.time() + seconds
+    while time.time() < end:
+        pass

@@ -1,10 +1,15 @@
-"""Settings for taskq's test suite. ``TASKQ_TEST_DB`` selects ``sqlite`` (default) or ``postgres``."""
+"""Settings for taskq's test suite. ``TASKQ_TEST_DB``: ``sqlite`` (default) or ``postgres``."""
 
+import json
 import os
+import tempfile
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent
 SECRET_KEY = "taskq-tests-not-secret"
+SECRET_KEY_FALLBACKS = [
+    k for k in os.environ.get("TASKQ_TEST_SECRET_KEY_FALLBACKS", "").split(",") if k
+]
 DEBUG = False
 USE_TZ = True
 TIME_ZONE = "UTC"
@@ -65,7 +70,13 @@ elif TEST_DB == "sqlite":
                 "timeout": 30,
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             },
-            "TEST": {"NAME": os.environ.get("TASKQ_SQLITE_TEST_NAME", str(BASE_DIR / "test-taskq.sqlite3"))},
+            # One test database per test run, so that runs in parallel never share a file.
+            "TEST": {
+                "NAME": os.environ.get(
+                    "TASKQ_SQLITE_TEST_NAME",
+                    str(Path(tempfile.gettempdir()) / f"taskq-test-{os.getpid()}.sqlite3"),
+                )
+            },
         }
     }
 else:
@@ -73,4 +84,7 @@ else:
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 Q_CLUSTER = {"name": "tests", "workers": 2, "timeout": 30, "retry": 60}
+# Cluster subprocesses started by the tests get their Q_CLUSTER through the environment.
+if os.environ.get("TASKQ_TEST_Q_CLUSTER"):
+    Q_CLUSTER = json.loads(os.environ["TASKQ_TEST_Q_CLUSTER"])
 LOGGING_CONFIG = None

@@ -74,7 +74,8 @@ def test_ack_many_is_fenced_by_the_claim_token() -> None:
     stale = batch[0]
     assert broker.release([stale]) == 1  # rescued...
     again = broker.claim("b", 1)[0]  # ...and claimed by someone else
-    assert again.ack_id == stale.ack_id and again.token != stale.token
+    assert again.ack_id == stale.ack_id
+    assert again.token != stale.token
     acked = broker.ack_many(batch)
     assert acked == {(d.ack_id, d.token) for d in batch[1:]}
     assert list(OrmQ.objects.values_list("id", flat=True)) == [stale.ack_id]
@@ -99,8 +100,16 @@ def test_release_with_delay_sets_the_lock() -> None:
 
 
 def heartbeat(broker: OrmBroker, cluster_id: str) -> None:
-    broker.heartbeat({"id": cluster_id, "name": "tests", "host": "h", "pid": 1, "state": "running",
-                      "started": timezone.now()})  # fmt: skip
+    broker.heartbeat(
+        {
+            "id": cluster_id,
+            "name": "tests",
+            "host": "h",
+            "pid": 1,
+            "state": "running",
+            "started": timezone.now(),
+        }
+    )
 
 
 def test_orphans_are_the_tasks_of_clusters_without_a_recent_heartbeat() -> None:
@@ -133,7 +142,7 @@ def test_clusters_report_heartbeat_age() -> None:
 def test_dequeue_and_acknowledge_keep_django_q2s_api() -> None:
     enqueue(2)
     broker = get_broker()
-    (ack_id, payload), = broker.dequeue()
+    ((ack_id, payload),) = broker.dequeue()
     assert isinstance(payload, str)
     broker.acknowledge(ack_id)
     assert broker.queue_size() == 1

@@ -48,8 +48,14 @@ def test_async_iter_queued_tasks_carry_the_count() -> None:
 
 
 def test_async_chain_runs_links_in_order() -> None:
-    group = async_chain([("taskq_tests.jobs.add", (1, 2)), ("taskq_tests.jobs.add", (3, 4)),
-                         ("taskq_tests.jobs.echo", (), {"x": 1})], sync=True)  # fmt: skip
+    group = async_chain(
+        [
+            ("taskq_tests.jobs.add", (1, 2)),
+            ("taskq_tests.jobs.add", (3, 4)),
+            ("taskq_tests.jobs.echo", (), {"x": 1}),
+        ],
+        sync=True,
+    )
     assert result_group(group) == [3, 7, {"args": (), "kwargs": {"x": 1}}]
     assert count_group(group) == 3
 
@@ -103,7 +109,7 @@ def test_groups_failures_and_delete() -> None:
     from taskq.tasks import async_task
 
     async_task("taskq_tests.jobs.add", 1, 1, group="g", sync=True)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="boom"):
         async_task("taskq_tests.jobs.fail", group="g", sync=True)
     assert result_group("g") == [2]
     assert len(result_group("g", failures=True)) == 2

@@ -17,8 +17,12 @@ def ids(messages) -> list[str]:
 
 def test_defaults() -> None:
     config = ClusterConfig()
-    assert config.retry == 60 and config.max_attempts == 1 and config.save_limit == 250
-    assert config.bulk == 1 and config.poll == 0.2 and config.label == "Django Q"
+    assert config.retry == 60
+    assert config.max_attempts == 1
+    assert config.save_limit == 250
+    assert config.bulk == 1
+    assert config.poll == 0.2
+    assert config.label == "Django Q"
     assert config.prefetch == config.workers * 2
     assert config.queue_key == "default"
 
@@ -39,7 +43,9 @@ def test_config_is_frozen() -> None:
 def test_alt_clusters_override_keys_for_the_named_cluster() -> None:
     raw = {"name": "site", "workers": 2, "ALT_CLUSTERS": {"fast": {"workers": 8, "name": "x"}}}
     fast = build_config(raw, "fast")
-    assert fast.workers == 8 and fast.name == "site" and fast.queue_key == "fast"
+    assert fast.workers == 8
+    assert fast.name == "site"
+    assert fast.queue_key == "fast"
     assert build_config(raw).workers == 2
 
 

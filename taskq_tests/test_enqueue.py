@@ -86,9 +86,13 @@ def test_enqueue_inside_atomic_appears_only_on_commit() -> None:
 
 
 def test_enqueue_rolled_back_never_exists() -> None:
-    with pytest.raises(RuntimeError), transaction.atomic():
-        async_task("taskq_tests.jobs.add", 1, 2)
-        raise RuntimeError("roll back")
+    def enqueue_then_fail() -> None:
+        with transaction.atomic():
+            async_task("taskq_tests.jobs.add", 1, 2)
+            raise RuntimeError("roll back")
+
+    with pytest.raises(RuntimeError, match="roll back"):
+        enqueue_then_fail()
     assert OrmQ.objects.count() == 0
 
 

@@ -59,10 +59,15 @@ def test_signals_fire_in_order() -> None:
 
         return receiver
 
-    receivers = {s: on(n) for n, s in [("pre_enqueue", signals.pre_enqueue),
-                                        ("pre_execute", signals.pre_execute),
-                                        ("post_execute_in_worker", signals.post_execute_in_worker),
-                                        ("post_execute", signals.post_execute)]}  # fmt: skip
+    receivers = {
+        s: on(n)
+        for n, s in [
+            ("pre_enqueue", signals.pre_enqueue),
+            ("pre_execute", signals.pre_execute),
+            ("post_execute_in_worker", signals.post_execute_in_worker),
+            ("post_execute", signals.post_execute),
+        ]
+    }
     for signal, receiver in receivers.items():
         signal.connect(receiver)
     try:
@@ -70,8 +75,12 @@ def test_signals_fire_in_order() -> None:
     finally:
         for signal, receiver in receivers.items():
             signal.disconnect(receiver)
-    assert [s[0] for s in seen] == ["pre_enqueue", "pre_execute", "post_execute_in_worker",
-                                    "post_execute"]  # fmt: skip
+    assert [s[0] for s in seen] == [
+        "pre_enqueue",
+        "pre_execute",
+        "post_execute_in_worker",
+        "post_execute",
+    ]
     assert all(s[1] == "django_q" and s[2] == task_id for s in seen)
 
 
@@ -83,7 +92,7 @@ def test_save_false_keeps_a_success_out_of_the_database() -> None:
 @override_settings(Q_CLUSTER={"name": "tests", "save_limit": -1})
 def test_save_limit_minus_one_keeps_no_success_but_keeps_failures() -> None:
     ok = async_task("taskq_tests.jobs.add", 1, 2, sync=True)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="boom"):
         async_task("taskq_tests.jobs.fail", sync=True)
     assert not Task.objects.filter(id=ok).exists()
     assert Failure.objects.count() == 1

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from django.utils.module_loading import import_string
 
-from ..conf import ClusterConfig, get_config
-from ..exceptions import ConfigurationError
+from taskq.conf import ClusterConfig, get_config
+from taskq.exceptions import ConfigurationError
+
 from .base import Broker
 
 __all__ = ["Broker", "get_broker"]

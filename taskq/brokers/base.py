@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from abc import ABC, abstractmethod
 from typing import Any
 
-from ..conf import ClusterConfig, get_config
-from ..messages import Delivery
+from taskq.conf import ClusterConfig, get_config
+from taskq.messages import Delivery
 
 
 class Broker(ABC):
@@ -118,13 +118,25 @@ class Broker(ABC):
     def prune_clusters(self, older_than: float) -> int:
         """Forget clusters whose heartbeat is older than ``older_than`` seconds."""
 
+    def ready_size(self) -> int:
+        """Tasks that could be claimed now (``queue_size`` counts delayed ones too)."""
+        return self.queue_size()
+
+    def claimed_payload(self, ack_id: Any, token: str | None) -> str | None:
+        """The payload of a task still held under this claim, or None."""
+        return None
+
+    def parse_ack_id(self, text: str) -> Any:
+        """An ack id from its text form (as worker slots store it)."""
+        return text
+
     def wait(self, timeout: float) -> None:
         """Block until new work may be there, or ``timeout`` seconds pass."""
         import time
 
         time.sleep(timeout)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections held by this broker (after a fork, or at exit)."""
 
 

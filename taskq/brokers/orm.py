@@ -18,8 +18,9 @@ from django.db.models import F, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from ..messages import Delivery
-from ..models import Cluster, OrmQ
+from taskq.messages import Delivery
+from taskq.models import Cluster, OrmQ
+
 from .base import Broker
 
 TABLE = OrmQ._meta.db_table
@@ -31,7 +32,7 @@ WITH picked AS MATERIALIZED (
 UPDATE {TABLE} AS q SET owner = %s, token = %s, attempt = q.attempt + 1, claimed = now()
 FROM picked WHERE q.id = picked.id
 RETURNING q.id, q.attempt, q.payload, q.priority
-"""  # noqa: S608 - the table name is ours
+"""
 CLAIM_SQLITE = f"""
 UPDATE {TABLE} SET owner = %s, token = %s, attempt = attempt + 1, claimed = %s
 WHERE id IN (
@@ -39,7 +40,7 @@ WHERE id IN (
     WHERE key = %s AND owner IS NULL AND (lock IS NULL OR lock <= %s)
     ORDER BY priority DESC, id LIMIT %s)
 RETURNING id, attempt, payload, priority
-"""  # noqa: S608
+"""
 
 
 class OrmBroker(Broker):
@@ -78,9 +79,14 @@ class OrmBroker(Broker):
         if run_after is None:  # "due now", as Django-Q2 writes it, on the database's clock
             run_after = timezone.now() if self.connection.vendor == "sqlite" else Now()
         row = OrmQ(
-            key=self.list_key, payload=payload, lock=run_after, priority=priority,
-            task_ident=task_id, task_name=name and name[:100], task_func=func and func[:256],
-        )  # fmt: skip
+            key=self.list_key,
+            payload=payload,
+            lock=run_after,
+            priority=priority,
+            task_ident=task_id,
+            task_name=name and name[:100],
+            task_func=func and func[:256],
+        )
         row.save(using=self.alias, force_insert=True)
         return row.pk
 
@@ -95,6 +101,17 @@ class OrmBroker(Broker):
 
     def purge_queue(self) -> int:
         return self.queue().delete()[0]
+
+    def ready_size(self) -> int:
+        due = Q(lock__isnull=True) | Q(lock__lte=Now())
+        return self.queue().filter(owner__isnull=True).filter(due).count()
+
+    def claimed_payload(self, ack_id: Any, token: str | None) -> str | None:
+        row = OrmQ.objects.using(self.alias).filter(id=ack_id, token=token).only("payload").first()
+        return row.payload if row is not None else None
+
+    def parse_ack_id(self, text: str) -> int:
+        return int(text)
 
     def ping(self) -> bool:
         with self.connection.cursor() as cursor:
@@ -127,18 +144,24 @@ class OrmBroker(Broker):
     def claim_portable(self, owner: str, token: str, count: int) -> list[tuple[Any, ...]]:
         """SELECT ... FOR UPDATE (SKIP LOCKED where supported), then UPDATE by primary key."""
         skip = self.connection.features.has_select_for_update_skip_locked
-        due = self.queue().filter(owner__isnull=True).filter(Q(lock__isnull=True) | Q(lock__lte=Now()))
+        due = (
+            self.queue()
+            .filter(owner__isnull=True)
+            .filter(Q(lock__isnull=True) | Q(lock__lte=Now()))
+        )
         ids = list(
-            due.order_by("-priority", "id").select_for_update(skip_locked=skip)
+            due.order_by("-priority", "id")
+            .select_for_update(skip_locked=skip)
             .values_list("id", flat=True)[:count]
-        )  # fmt: skip
+        )
         OrmQ.objects.using(self.alias).filter(id__in=ids).update(
             owner=owner, token=token, attempt=F("attempt") + 1, claimed=Now()
         )
         return list(
-            OrmQ.objects.using(self.alias).filter(id__in=ids)
+            OrmQ.objects.using(self.alias)
+            .filter(id__in=ids)
             .values_list("id", "attempt", "payload", "priority")
-        )  # fmt: skip
+        )
 
     def ack_many(self, deliveries: Sequence[Delivery]) -> set[tuple[Any, str | None]]:
         if not deliveries:
@@ -147,10 +170,7 @@ class OrmBroker(Broker):
         pairs = [(d.ack_id, d.token) for d in deliveries]
         if db.vendor in ("postgresql", "sqlite"):
             values = ", ".join(["(%s, %s)"] * len(pairs))
-            sql = (
-                f"DELETE FROM {TABLE} WHERE (id, token) IN (VALUES {values}) "  # noqa: S608
-                "RETURNING id, token"
-            )
+            sql = f"DELETE FROM {TABLE} WHERE (id, token) IN (VALUES {values}) RETURNING id, token"
             with transaction.atomic(using=self.alias), db.cursor() as cursor:
                 cursor.execute(sql, [x for pair in pairs for x in pair])
                 return {(row[0], row[1]) for row in cursor.fetchall()}
@@ -221,4 +241,3 @@ class OrmBroker(Broker):
 
     def close(self) -> None:
         self.connection.close()
-

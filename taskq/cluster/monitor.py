@@ -1,0 +1,141 @@
+"""The Monitor: the single writer of results.
+
+It drains the result queue in batches, records each batch (results written and queue
+rows removed in one transaction, hooks, signals), enqueues the next link of chains,
+gives the Pusher its permits back, and prunes successes beyond ``save_limit`` now and
+then with one delete instead of on every save.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import time
+from collections.abc import Callable
+
+from django.db import close_old_connections
+
+from taskq.brokers import Broker
+from taskq.conf import ClusterConfig
+from taskq.enqueue import enqueue_next_link
+from taskq.maintenance import prune_successes
+from taskq.messages import TaskOutcome
+from taskq.outcomes import record
+
+from .state import Shared
+
+logger = logging.getLogger(__name__)
+
+BATCH = 500  # most outcomes recorded in one transaction
+LINGER = 0.005  # seconds to wait for more outcomes once one arrived
+PRUNE_EVERY = 10.0  # seconds between save_limit prunings
+
+
+class Stop:
+    """Put on the result queue to make the Monitor flush and leave."""
+
+
+STOP = Stop()
+
+
+class Monitor:
+    def __init__(
+        self,
+        config: ClusterConfig,
+        broker: Broker,
+        shared: Shared,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.broker = broker
+        self.shared = shared
+        self.clock = clock
+        self.pending: list[TaskOutcome] = []
+        self.stopping = False
+        self.last_prune = clock()
+        self.saved_since_prune = 0
+
+    def collect(self, wait: float) -> None:
+        """Add outcomes from the result queue to the pending batch."""
+        deadline = None
+        while len(self.pending) < BATCH:
+            timeout = wait if deadline is None else max(0.0, deadline - self.clock())
+            try:
+                item = (
+                    self.shared.result_queue.get(timeout=timeout)
+                    if timeout
+                    else self.shared.result_queue.get_nowait()
+                )
+            except queue.Empty:
+                return
+            if isinstance(item, Stop):
+                self.stopping = True
+                return
+            self.pending.append(item)
+            if deadline is None:
+                deadline = self.clock() + LINGER
+
+    def flush(self) -> int:
+        """Record the pending batch; on a database error keep it for the next try."""
+        if not self.pending:
+            return 0
+        batch = self.pending
+        done = record(batch, self.broker, self.config)
+        self.pending = []
+        for outcome in batch:
+            if outcome.delivery is not None:
+                release_permit(self.shared)
+        self.shared.processed.value += len(batch) - len(done.retried) - len(done.rejected)
+        self.shared.failed.value += done.failed
+        self.shared.rejected.value += len(done.rejected)
+        self.saved_since_prune += len(done.saved)
+        for finished in done.chains:
+            try:
+                enqueue_next_link(finished, broker=None, sync=False, config=self.config)
+            except Exception:
+                logger.exception(
+                    "could not enqueue the next link of chain group=%s", finished.group
+                )
+        for outcome in batch:
+            log_outcome(outcome)
+        return len(batch)
+
+    def step(self, wait: float = 0.1) -> int:
+        self.collect(wait)
+        count = self.flush()
+        if self.saved_since_prune and self.clock() - self.last_prune > PRUNE_EVERY:
+            prune_successes(self.config)
+            self.last_prune = self.clock()
+            self.saved_since_prune = 0
+        return count
+
+    def run(self) -> None:
+        while not (self.stopping and not self.pending):
+            try:
+                self.step()
+            except Exception:
+                logger.exception("could not record %s outcomes; retrying", len(self.pending))
+                close_old_connections()
+                time.sleep(1.0)
+
+
+def release_permit(shared: Shared) -> None:
+    # a settled task's late outcome: its permit was given back already
+    with contextlib.suppress(ValueError):
+        shared.permits.release()
+
+
+def log_outcome(outcome: TaskOutcome) -> None:
+    message = outcome.message
+    if outcome.success:
+        logger.info("processed %s task_id=%s name=%s", message.func_name, message.id, message.name)
+    else:
+        logger.error(
+            "failed %s task_id=%s name=%s attempt=%s: %s",
+            message.func_name,
+            message.id,
+            message.name,
+            outcome.attempt,
+            str(outcome.result).split("\n")[0],
+        )

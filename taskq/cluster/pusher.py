@@ -1,0 +1,124 @@
+"""The Pusher: claims batches from the broker and hands them to the workers.
+
+It never holds more than ``queue_limit`` tasks (a permit per task, given back by the
+Monitor once the outcome is recorded), claims again at once while there is work, and
+backs off to ``poll`` when the queue is idle. A package that fails its signature check
+or cannot be unpickled is never run: it becomes a failed outcome with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+from typing import Any
+
+from django.db import close_old_connections
+from django.utils import timezone
+
+from taskq import signing
+from taskq.brokers import Broker
+from taskq.conf import ClusterConfig
+from taskq.exceptions import InvalidSignature
+from taskq.messages import Delivery, TaskMessage, TaskOutcome
+
+from .state import Shared
+
+logger = logging.getLogger(__name__)
+
+MIN_PAUSE = 0.005
+
+
+class Pusher:
+    def __init__(
+        self, config: ClusterConfig, broker: Broker, shared: Shared, cluster_id: str
+    ) -> None:
+        self.config = config
+        self.broker = broker
+        self.shared = shared
+        self.cluster_id = cluster_id
+        self.pause = MIN_PAUSE
+
+    def take_permits(self, wanted: int, wait: float) -> int:
+        """Up to ``wanted`` permits; blocks up to ``wait`` seconds for the first one."""
+        if not self.shared.permits.acquire(timeout=wait):
+            return 0
+        taken = 1
+        while taken < wanted and self.shared.permits.acquire(block=False):
+            taken += 1
+        return taken
+
+    def give_back(self, count: int) -> None:
+        for _ in range(count):
+            self.shared.permits.release()
+
+    def step(self, now: datetime | None = None) -> int:
+        """Claim once and queue what was claimed; returns how many tasks were claimed."""
+        wanted = max(self.config.bulk, self.config.workers)
+        permits = self.take_permits(wanted, wait=self.config.poll)
+        if not permits:
+            return 0
+        try:
+            deliveries = self.broker.claim(self.cluster_id, permits)
+        except Exception:
+            self.give_back(permits)
+            raise
+        self.give_back(permits - len(deliveries))
+        for delivery in deliveries:
+            item = self.unpack(delivery, now or timezone.now())
+            queue = (
+                self.shared.result_queue
+                if isinstance(item, TaskOutcome)
+                else self.shared.task_queue
+            )
+            queue.put(item)
+        return len(deliveries)
+
+    def unpack(self, delivery: Delivery, now: datetime) -> Any:
+        """``(message, delivery)`` for a worker, or a failed outcome for an unreadable package."""
+        try:
+            task = signing.loads(delivery.payload, salt=self.config.name)
+            return TaskMessage.from_dict(task), delivery
+        except InvalidSignature as exc:
+            logger.error("refused a queued package: ack_id=%s reason=%s", delivery.ack_id, exc)
+            return poisoned(delivery, str(exc), now)
+
+    def run(self) -> None:
+        """Claim until told to stop; adaptive polling between claims."""
+        while not self.shared.stop.is_set():
+            try:
+                claimed = self.step()
+            except Exception:
+                logger.exception("claim failed; retrying")
+                close_old_connections()
+                self.broker.close()
+                self.sleep(1.0)
+                continue
+            if claimed:
+                self.pause = MIN_PAUSE
+                continue
+            self.sleep(self.pause)
+            self.pause = min(self.pause * 2, self.config.poll)
+
+    def sleep(self, seconds: float) -> None:
+        self.shared.stop.wait(seconds)
+
+
+def poisoned(delivery: Delivery, reason: str, now: datetime) -> TaskOutcome:
+    """A failed outcome for a package that must never run."""
+    message = TaskMessage(
+        id=uuid.uuid4().hex,
+        name=f"unreadable-{delivery.ack_id}",
+        func="<unreadable package>",
+        started=now,
+        ack_failure=True,
+    )
+    return TaskOutcome(
+        message=message,
+        success=False,
+        result=f"Package refused, never run: {reason}",
+        started=now,
+        stopped=now,
+        attempt=delivery.attempt,
+        delivery=delivery,
+    )

@@ -1,0 +1,367 @@
+"""The Sentinel owns the pool: it starts the Pusher, the Workers and the Monitor, and
+every ``guard_cycle`` replaces dead children, kills tasks past their timeout, writes
+the cluster's heartbeat and gives the tasks of dead clusters back to the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import time
+import uuid
+from collections.abc import Callable
+from enum import Enum
+from typing import Any
+
+from django.db import close_old_connections
+from django.utils import timezone
+
+from taskq import signing
+from taskq.brokers import Broker, get_broker
+from taskq.conf import ClusterConfig
+from taskq.messages import Delivery, TaskMessage, TaskOutcome
+from taskq.outcomes import record
+
+from .monitor import STOP, Monitor
+from .processes import cpus_for, spawn
+from .pusher import Pusher
+from .state import Shared, WorkerState, running
+from .status import cluster_status
+from .worker import Worker
+
+logger = logging.getLogger(__name__)
+
+TIMEOUT_GRACE = 2.0  # seconds between a task's soft timeout and killing its worker
+
+
+class Phase(Enum):
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+class Sentinel:
+    def __init__(
+        self,
+        config: ClusterConfig,
+        *,
+        run_once: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.run_once = run_once
+        self.clock = clock
+        self.id = uuid.uuid4().hex
+        self.broker: Broker = get_broker(config=config)
+        self.shared = Shared.create(config.workers, config.prefetch)
+        self.workers: list[Any] = [None] * config.workers
+        self.pusher: Any = None
+        self.monitor: Any = None
+        self.phase = Phase.STARTING
+        self.started = timezone.now()
+        self.last_heartbeat = 0.0
+        self.last_rescue = 0.0
+        self.last_schedule = 0.0
+        self.idle_checks = 0
+        self.stop_requested = False
+        self.killed: dict[int, str] = {}  # worker pid -> why the Sentinel killed it
+
+    # children -------------------------------------------------------------------------
+    def start_worker(self, index: int) -> None:
+        slot = self.shared.slots[index]
+        slot.state = WorkerState.IDLE
+        worker = Worker(self.config, self.shared, slot, self.config.queue_key)
+        self.workers[index] = spawn(
+            f"taskq-worker-{index}",
+            worker.run,
+            daemon=self.config.daemonize_workers,
+            cpus=cpus_for(index, self.config.cpu_affinity),
+        )
+
+    def start_pusher(self) -> None:
+        pusher = Pusher(self.config, get_broker(config=self.config), self.shared, self.id)
+        self.pusher = spawn("taskq-pusher", pusher.run)
+
+    def start_monitor(self) -> None:
+        monitor = Monitor(self.config, get_broker(config=self.config), self.shared)
+        self.monitor = spawn("taskq-monitor", monitor.run)
+
+    def start(self) -> None:
+        self.heartbeat(force=True)  # before any claim, so our claims never look orphaned
+        for index in range(self.config.workers):
+            self.start_worker(index)
+        self.start_monitor()
+        self.start_pusher()
+        self.phase = Phase.RUNNING
+        logger.info(
+            "cluster %s started: queue=%s workers=%s pid=%s",
+            self.id[:8],
+            self.config.queue_key,
+            self.config.workers,
+            os.getpid(),
+        )
+        self.heartbeat(force=True)
+
+    # the guard cycle -------------------------------------------------------------------
+    def step(self) -> None:
+        now = self.clock()
+        self.guard_workers(now)
+        if self.phase is Phase.RUNNING:
+            self.guard_core()
+        self.heartbeat()
+        if now - self.last_rescue >= self.config.heartbeat:
+            self.rescue_orphans()
+            self.last_rescue = now
+        if self.phase is Phase.RUNNING and self.config.scheduler:
+            self.run_schedules(now)
+        if self.run_once and self.phase is Phase.RUNNING and self.queue_drained():
+            self.stop()
+
+    def guard_workers(self, now: float) -> None:
+        for index, process in enumerate(self.workers):
+            slot = self.shared.slots[index]
+            task = running(slot)
+            if process is not None and process.is_alive():
+                if task and task["deadline"] and now > task["deadline"] + TIMEOUT_GRACE:
+                    logger.error(
+                        "killing worker pid=%s: task_id=%s ran past its timeout",
+                        process.pid,
+                        task["task_id"],
+                    )
+                    self.killed[process.pid] = "timed out"
+                    process.kill()
+                continue
+            if process is None:
+                continue
+            process.join(timeout=0)
+            reason = self.killed.pop(process.pid, None)
+            if task:
+                self.settle(
+                    task,
+                    reason or f"worker died (exit code {process.exitcode})",
+                    timed_out=reason == "timed out",
+                )
+            elif process.exitcode not in (0, None):
+                logger.error("worker pid=%s died with exit code %s", process.pid, process.exitcode)
+            self.workers[index] = None
+            slot.state = WorkerState.STOPPED
+            if self.phase is Phase.RUNNING:
+                self.start_worker(index)
+
+    def guard_core(self) -> None:
+        """A dead Pusher or Monitor may have lost claimed tasks: claim anew under a new id."""
+        dead = [
+            name
+            for name, p in (("pusher", self.pusher), ("monitor", self.monitor))
+            if p is not None and not p.is_alive()
+        ]
+        if not dead:
+            return
+        logger.error(
+            "%s died; restarting it under a new cluster id (held tasks return after retry=%ss)",
+            " and ".join(dead),
+            self.config.retry,
+        )
+        if self.pusher.is_alive():
+            self.pusher.kill()
+        self.pusher.join(timeout=5)
+        self.id = uuid.uuid4().hex
+        self.heartbeat(force=True)
+        if not self.monitor.is_alive():
+            self.start_monitor()
+        self.start_pusher()
+
+    def settle(self, task: dict[str, Any], reason: str, *, timed_out: bool = False) -> None:
+        """Record the task of a worker that died: retried or failed, per ``max_attempts``."""
+        logger.error("task_id=%s lost its worker: %s", task["task_id"], reason)
+        ack_id = self.broker.parse_ack_id(task["ack_id"]) if task["ack_id"] else None
+        delivery = (
+            None
+            if ack_id is None
+            else Delivery(
+                ack_id=ack_id,
+                token=task["token"],
+                attempt=task["attempt"],
+                payload="",
+            )
+        )
+        message = self.recover_message(task, delivery)
+        now = timezone.now()
+        result = f"Task timed out: {reason}" if timed_out else f"Worker died: {reason}"
+        outcome = TaskOutcome(
+            message=message,
+            success=False,
+            result=result,
+            started=now,
+            stopped=now,
+            attempt=task["attempt"],
+            delivery=delivery,
+            cluster=self.config.queue_key,
+            timed_out=timed_out,
+        )
+        self.shared.result_queue.put(outcome)
+
+    def recover_message(self, task: dict[str, Any], delivery: Delivery | None) -> TaskMessage:
+        payload = None
+        if delivery is not None:
+            try:
+                payload = self.broker.claimed_payload(delivery.ack_id, delivery.token)
+            except Exception:
+                logger.exception("could not read back task_id=%s", task["task_id"])
+        if payload:
+            try:
+                return TaskMessage.from_dict(signing.loads(payload, salt=self.config.name))
+            except Exception:
+                logger.exception("could not decode task_id=%s", task["task_id"])
+        return TaskMessage(id=task["task_id"], name=task["task_name"], func="<unknown>")
+
+    def heartbeat(self, force: bool = False) -> None:
+        now = self.clock()
+        if not force and now - self.last_heartbeat < self.config.heartbeat:
+            return
+        try:
+            self.broker.heartbeat(cluster_status(self))
+            self.last_heartbeat = now
+        except Exception:
+            logger.exception("heartbeat failed")
+            close_old_connections()
+
+    def rescue_orphans(self) -> None:
+        """Give back the tasks of clusters whose heartbeat stopped, or fail them if spent."""
+        try:
+            orphans = self.broker.orphans(self.config.retry)
+            if not orphans:
+                self.broker.prune_clusters(self.config.retry)
+                return
+            spent, again = [], []
+            for delivery in orphans:
+                message = decode_or_none(delivery.payload, self.config.name)
+                limit = self.config.max_attempts
+                if message is not None and message.max_attempts is not None:
+                    limit = message.max_attempts
+                if message is not None and limit and delivery.attempt >= limit:
+                    spent.append(lost_outcome(message, delivery, self.config.queue_key))
+                else:
+                    again.append(delivery)
+            released = self.broker.release(again)
+            if spent:
+                record(spent, self.broker, self.config)
+            logger.warning(
+                "rescued %s tasks of dead clusters; %s failed (attempts used up)",
+                released,
+                len(spent),
+            )
+        except Exception:
+            logger.exception("rescue failed")
+            close_old_connections()
+
+    def run_schedules(self, now: float) -> None:
+        if now - self.last_schedule < self.config.schedule_interval:
+            return
+        self.last_schedule = now
+        from taskq.scheduler import run_due
+
+        try:
+            run_due(self.config, self.broker)
+        except Exception:
+            logger.exception("running due schedules failed")
+            close_old_connections()
+
+    def queue_drained(self) -> bool:
+        """Run-once: nothing ready in the queue and nothing held (two checks in a row)."""
+        held = self.config.prefetch - self.shared.permits.get_value()
+        idle = held == 0 and self.broker.ready_size() == 0
+        self.idle_checks = self.idle_checks + 1 if idle else 0
+        return self.idle_checks >= 2
+
+    # stopping --------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop claiming and give back what is held but not started; workers finish."""
+        if self.phase in (Phase.STOPPING, Phase.STOPPED):
+            return
+        logger.info("cluster %s stopping", self.id[:8])
+        self.phase = Phase.STOPPING
+        self.shared.stop.set()
+        if self.pusher is not None:
+            self.pusher.join(timeout=max(5.0, self.config.poll * 2))
+            if self.pusher.is_alive():
+                self.pusher.kill()
+        self.release_unstarted()
+
+    def release_unstarted(self) -> None:
+        held = []
+        while True:
+            try:
+                item = self.shared.task_queue.get(timeout=0.05)
+            except queue.Empty:
+                break
+            if isinstance(item, tuple) and item[1] is not None:
+                held.append(item[1])
+        if held:
+            released = self.broker.release(held)
+            logger.info("gave %s held tasks back to the queue", released)
+
+    def finish(self) -> None:
+        """After the workers left: flush the Monitor and forget this cluster."""
+        self.shared.result_queue.put(STOP)
+        if self.monitor is not None:
+            self.monitor.join(timeout=60)
+            if self.monitor.is_alive():
+                logger.error("monitor did not flush in time; killing it")
+                self.monitor.kill()
+        self.broker.remove_cluster(self.id)
+        self.phase = Phase.STOPPED
+        logger.info("cluster %s stopped", self.id[:8])
+
+    def workers_alive(self) -> bool:
+        return any(p is not None and p.is_alive() for p in self.workers)
+
+    def kill(self) -> None:
+        """Stop at once: held tasks come back after ``retry``."""
+        for process in [*self.workers, self.pusher, self.monitor]:
+            if process is not None and process.is_alive():
+                process.kill()
+        self.phase = Phase.STOPPED
+
+    def run(self, should_stop: Callable[[], int]) -> int:
+        """Guard until stopped; ``should_stop()`` counts the stop signals received."""
+        self.start()
+        while self.phase is not Phase.STOPPED:
+            signals_received = should_stop()
+            if signals_received >= 2:
+                logger.warning("second stop signal: stopping at once")
+                self.kill()
+                return 1
+            if signals_received == 1:
+                self.stop()
+            self.step()
+            if self.phase is Phase.STOPPING:
+                self.release_unstarted()
+                if not self.workers_alive():
+                    self.finish()
+                    break
+            time.sleep(self.config.guard_cycle)
+        return 0
+
+
+def decode_or_none(payload: str, salt: str) -> TaskMessage | None:
+    try:
+        return TaskMessage.from_dict(signing.loads(payload, salt=salt))
+    except Exception:
+        return None
+
+
+def lost_outcome(message: TaskMessage, delivery: Delivery, cluster: str) -> TaskOutcome:
+    now = timezone.now()
+    return TaskOutcome(
+        message=message,
+        success=False,
+        result=f"Cluster died while running the task; attempts used up ({delivery.attempt})",
+        started=now,
+        stopped=now,
+        attempt=delivery.attempt,
+        delivery=delivery,
+        cluster=cluster,
+    )

@@ -1,0 +1,134 @@
+"""A Worker runs tasks from the task queue and puts their outcomes on the result queue.
+
+It never touches the broker. A task past its timeout gets :class:`TaskTimeout` raised
+inside it (SIGALRM); if it does not stop, the Sentinel kills the process. The worker
+leaves after ``recycle`` tasks or above ``max_rss`` and the Sentinel replaces it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import queue
+import signal
+from dataclasses import replace
+from enum import Enum
+from types import FrameType
+
+from django.db import close_old_connections
+
+from taskq import signals
+from taskq.conf import ClusterConfig
+from taskq.exceptions import TaskTimeout
+from taskq.execution import execute
+from taskq.messages import Delivery, TaskMessage, TaskOutcome
+
+from .processes import rss_of
+from .state import Shared, WorkerSlot, clear, publish
+
+logger = logging.getLogger(__name__)
+
+
+class Exit(Enum):
+    """Why a worker's loop ended."""
+
+    STOPPED = "stopped"
+    RECYCLE = "recycled"
+    MAX_RSS = "max_rss"
+    TIMED_OUT = "timed_out"
+
+
+def on_alarm(signum: int, frame: FrameType | None) -> None:
+    raise TaskTimeout("the task ran past its timeout")
+
+
+class Worker:
+    def __init__(
+        self, config: ClusterConfig, shared: Shared, slot: WorkerSlot, cluster: str
+    ) -> None:
+        self.config = config
+        self.shared = shared
+        self.slot = slot
+        self.cluster = cluster
+        self.done = 0
+        self.timed_out = False
+
+    def setup(self) -> None:
+        signal.signal(signal.SIGALRM, on_alarm)
+        self.slot.pid = os.getpid()
+        signals.post_spawn.send(sender=signals.SENDER, proc_name=f"worker-{os.getpid()}")
+
+    def step(self, wait: float = 0.5) -> bool:
+        """Run one task if one arrives within ``wait`` seconds; True if one ran."""
+        try:
+            item = self.shared.task_queue.get(timeout=wait)
+        except queue.Empty:
+            return False
+        message, delivery = item
+        self.run_one(message, delivery)
+        return True
+
+    def run_one(self, message: TaskMessage, delivery: Delivery | None) -> TaskOutcome:
+        timeout = message.timeout if message.timeout is not None else self.config.timeout
+        publish(
+            self.slot, task_id=message.id, name=message.name, delivery=delivery, timeout=timeout
+        )
+        close_old_connections()
+        if timeout:
+            signal.setitimer(signal.ITIMER_REAL, timeout)
+        try:
+            outcome = execute(
+                message,
+                attempt=delivery.attempt if delivery else 1,
+                delivery=delivery,
+                cluster=self.cluster,
+                worker_pid=os.getpid(),
+            )
+        finally:
+            if timeout:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+        close_old_connections()
+        outcome = sendable(outcome)
+        self.shared.result_queue.put(outcome)
+        self.timed_out = outcome.timed_out
+        clear(self.slot)
+        self.done += 1
+        self.slot.done = self.done
+        return outcome
+
+    def exit_reason(self) -> Exit | None:
+        if self.timed_out:  # the interrupted task may have left the process in a bad state
+            return Exit.TIMED_OUT
+        if self.shared.stop.is_set():
+            return Exit.STOPPED
+        if self.config.recycle and self.done >= self.config.recycle:
+            return Exit.RECYCLE
+        if self.config.max_rss and rss_of(os.getpid()) > self.config.max_rss:
+            return Exit.MAX_RSS
+        return None
+
+    def run(self) -> Exit:
+        self.setup()
+        while True:
+            reason = self.exit_reason()
+            if reason is not None:
+                logger.debug(
+                    "worker %s leaves: %s after %s tasks", os.getpid(), reason.value, self.done
+                )
+                return reason
+            self.step()
+
+
+def sendable(outcome: TaskOutcome) -> TaskOutcome:
+    """The outcome without the exception object, its result made picklable."""
+    outcome = replace(outcome, error=None)
+    try:
+        pickle.dumps(outcome.result)
+    except Exception as exc:
+        return replace(
+            outcome,
+            success=False,
+            result=f"The task's return value cannot be pickled: {type(exc).__name__}: {exc}",
+        )
+    return outcome
