@@ -33,6 +33,8 @@ DJANGO = {
     "5.2": "django>=5.2,<5.3",
     "6.1": "django>=6.0,<6.2",  # the newest 6.x on PyPI
 }
+# django-prodserver as each major documents it: 2.x (`prodserver worker`), 3.x (`worker worker`)
+PRODSERVER = {"5.2": "django-prodserver>=2.4,<3", "6.1": "django-prodserver>=3,<4"}
 TEST_MATRIX = [
     nox.param(python, django, db, id=f"{python}-django{django}-{db}")
     for python, django in (("3.11", "5.2"), ("3.12", "6.1"))
@@ -66,7 +68,7 @@ def _pgserver() -> ModuleType:
 @nox.session(tags=["ci"])
 @nox.parametrize(("python", "django", "db"), TEST_MATRIX)
 def tests(session: nox.Session, django: str, db: str) -> None:
-    install_project(session, DJANGO[django], *TEST_DEPS)
+    install_project(session, DJANGO[django], PRODSERVER[django], *TEST_DEPS)
     pytest = ["python", "-m", "pytest", "--timeout=300", *(session.posargs or DEFAULT_PYTEST_ARGS)]
     env = {"TASKQ_TEST_DB": db}
     if db != "postgres" or os.environ.get("TASKQ_PG_HOST"):

@@ -17,6 +17,7 @@ from . import signals, signing
 from .brokers import Broker, get_broker
 from .conf import ClusterConfig, get_config
 from .exceptions import InvalidTask
+from .errorreporters import reporter_callback
 from .execution import execute, import_func
 from .humanhash import humanize
 from .messages import TaskMessage, func_repr
@@ -221,7 +222,9 @@ def submit(
 def run_sync(task: dict[str, Any], broker: Broker, config: ClusterConfig) -> None:
     """Run a task in the caller with the worker's and the monitor's code; re-raise its error."""
     message = TaskMessage.from_dict(task)
-    outcome = execute(message, cluster=broker.list_key)
+    outcome = execute(
+        message, cluster=broker.list_key, on_error=reporter_callback(config.error_reporter)
+    )
     done = record([outcome], broker, config)
     for finished in done.chains:
         enqueue_next_link(finished, broker=broker, sync=True, config=config)

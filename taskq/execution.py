@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import traceback
 from collections.abc import Callable
 from datetime import datetime
@@ -42,6 +43,7 @@ def execute(
     cluster: str | None = None,
     worker_pid: int | None = None,
     now: Callable[[], datetime] = timezone.now,
+    on_error: Callable[[BaseException], None] | None = None,
 ) -> TaskOutcome:
     """Run one task and describe what happened; a task's exception becomes a failed outcome."""
     started = now()
@@ -54,8 +56,10 @@ def execute(
         result, success = func(*message.args, **message.kwargs), True
     except TaskTimeout as exc:
         result, success, timed_out, error = f"Task timed out: {exc}", False, True, exc
+        report(on_error, exc)
     except (Exception, SystemExit, KeyboardInterrupt) as exc:  # a task may not stop its worker
         result, success, error = failure_text(exc), False, exc
+        report(on_error, exc)
     outcome = TaskOutcome(
         message=message,
         success=success,
@@ -73,7 +77,15 @@ def execute(
     try:
         signals.post_execute_in_worker.send(sender=signals.SENDER, func=message.func, task=task)
     except Exception:  # a receiver's error must not lose the outcome
-        import logging
-
         logging.getLogger(__name__).exception("post_execute_in_worker receiver failed")
     return outcome
+
+
+def report(on_error: Callable[[BaseException], None] | None, exc: BaseException) -> None:
+    """Tell the error reporters; called inside the ``except`` block, so exc_info is set."""
+    if on_error is None:
+        return
+    try:
+        on_error(exc)
+    except Exception:
+        logging.getLogger(__name__).exception("error reporting failed")

@@ -72,3 +72,13 @@ def busy_loop(seconds: float) -> None:
     end = time.time() + seconds
     while time.time() < end:
         pass
+
+
+def spawn_child() -> int:
+    """Start a child process from inside a task (needs daemonize_workers=False)."""
+    import multiprocessing
+
+    child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(0.01,))
+    child.start()
+    child.join()
+    return child.exitcode

@@ -1,5 +1,6 @@
 """Settings for taskq's test suite. ``TASKQ_TEST_DB``: ``sqlite`` (default) or ``postgres``."""
 
+import importlib.util
 import json
 import os
 import tempfile
@@ -25,6 +26,15 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "taskq",
 ]
+if importlib.util.find_spec("django_prodserver"):
+    INSTALLED_APPS.append("django_prodserver")
+    PRODUCTION_PROCESSES = {
+        "worker": {
+            "BACKEND": "taskq.prodserver.TaskqWorker",
+            "ARGS": {"verbosity": "1", "cluster-name": "priority"},
+        }
+    }
+
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

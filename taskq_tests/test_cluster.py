@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 
@@ -215,3 +216,42 @@ def test_two_clusters_on_one_queue_run_each_task_exactly_once(tmp_path) -> None:
     tags = [tag for kind, tag, _ in read_ledger(path) if kind == "start"]
     assert len(tags) == 2000
     assert len(set(tags)) == 2000
+
+
+def test_daemonize_workers_false_lets_a_task_start_child_processes() -> None:
+    daemonic = async_task("taskq_tests.jobs.spawn_child")
+    done = clusters.run_once()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (
+        "daemonic processes are not allowed to have children"
+        in Failure.objects.get(id=daemonic).result
+    )
+    free = async_task("taskq_tests.jobs.spawn_child")
+    done = clusters.run_once(daemonize_workers=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert result(free) == 0
+
+
+def test_a_stopped_cluster_loses_its_task_to_another_and_its_late_result_is_rejected(
+    tmp_path,
+) -> None:
+    path = tmp_path / "ledger"
+    task_id = async_task("taskq_tests.jobs.ledger", str(path), "frozen", 2.0)
+    config = {"retry": 1.5, "timeout": None, "heartbeat": 0.3, "max_attempts": 3}
+    first = clusters.start(workers=1, **config)
+    second = None
+    try:
+        wait_until(lambda: starts(path, "frozen") == 1, 30, "the task to start")
+        os.killpg(first.pid, signal.SIGSTOP)  # the whole cluster freezes, heartbeat too
+        second = clusters.start(workers=1, **config)
+        wait_until(lambda: Success.objects.filter(id=task_id).exists(), 30, "the rescued run")
+        os.killpg(first.pid, signal.SIGCONT)
+        wait_until(lambda: Cluster.objects.filter(rejected__gte=1).exists(), 30, "the rejection")
+    finally:
+        os.killpg(first.pid, signal.SIGCONT)
+        out = clusters.stop(first)
+        if second is not None:
+            out += clusters.stop(second)
+    assert starts(path, "frozen") == 2
+    assert Task.objects.filter(id=task_id).count() == 1
+    assert "late result rejected" in out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
@@ -131,9 +132,11 @@ class Broker(ABC):
         return text
 
     def wait(self, timeout: float) -> None:
-        """Block until new work may be there, or ``timeout`` seconds pass."""
-        import time
+        """Block until new work may be there, or ``timeout`` seconds pass.
 
+        Brokers with a push wake-up (LISTEN/NOTIFY, a blocking pop) return as soon as a
+        task is enqueued; the default just sleeps.
+        """
         time.sleep(timeout)
 
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default

@@ -97,8 +97,16 @@ class Pusher:
             if claimed:
                 self.pause = MIN_PAUSE
                 continue
-            self.sleep(self.pause)
+            self.idle(self.pause)
             self.pause = min(self.pause * 2, self.config.poll)
+
+    def idle(self, seconds: float) -> None:
+        """Wait for new work: the broker's push wake-up where it has one, else a sleep."""
+        try:
+            self.broker.wait(seconds)
+        except Exception:
+            logger.exception("waiting for work failed")
+            self.sleep(seconds)
 
     def sleep(self, seconds: float) -> None:
         self.shared.stop.wait(seconds)

@@ -20,6 +20,7 @@ from django.db import close_old_connections
 
 from taskq import signals
 from taskq.conf import ClusterConfig
+from taskq.errorreporters import reporter_callback
 from taskq.exceptions import TaskTimeout
 from taskq.execution import execute
 from taskq.messages import Delivery, TaskMessage, TaskOutcome
@@ -53,10 +54,12 @@ class Worker:
         self.cluster = cluster
         self.done = 0
         self.timed_out = False
+        self.on_error = None
 
     def setup(self) -> None:
         signal.signal(signal.SIGALRM, on_alarm)
         self.slot.pid = os.getpid()
+        self.on_error = reporter_callback(self.config.error_reporter)
         signals.post_spawn.send(sender=signals.SENDER, proc_name=f"worker-{os.getpid()}")
 
     def step(self, wait: float = 0.5) -> bool:
@@ -84,6 +87,7 @@ class Worker:
                 delivery=delivery,
                 cluster=self.cluster,
                 worker_pid=os.getpid(),
+                on_error=self.on_error,
             )
         finally:
             if timeout:

@@ -1,0 +1,177 @@
+"""The cluster's roles driven through ``step()`` in this process: no subprocesses, no sleeps."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import pytest
+
+from taskq.brokers import get_broker
+from taskq.cluster.monitor import Monitor
+from taskq.cluster.pusher import Pusher
+from taskq.cluster.sentinel import Sentinel
+from taskq.cluster.state import Shared, WorkerState, running
+from taskq.cluster.worker import Worker
+from taskq.conf import get_config, replace
+from taskq.messages import TaskOutcome
+from taskq.models import Failure, OrmQ, Success
+from taskq.tasks import async_task
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def roles(**changes):
+    config = replace(get_config(), poll=0.01, **changes)
+    shared = Shared.create(config.workers, config.prefetch)
+    broker = get_broker(config=config)
+    pusher = Pusher(config, broker, shared, "cluster-a")
+    worker = Worker(config, shared, shared.slots[0], config.queue_key)
+    monitor = Monitor(config, broker, shared)
+    return config, shared, pusher, worker, monitor
+
+
+def drain(queue) -> list:
+    items = []
+    while True:
+        try:
+            items.append(queue.get(timeout=0.2))
+        except Exception:
+            return items
+
+
+def test_pusher_claims_no_more_than_queue_limit() -> None:
+    for i in range(5):
+        async_task("taskq_tests.jobs.add", i, 1)
+    _config, shared, pusher, *_ = roles(workers=1, queue_limit=2, bulk=10)
+    assert pusher.step() == 2
+    assert pusher.step() == 0  # both permits are held until the monitor records
+    items = drain(shared.task_queue)
+    assert [message.args for message, _ in items] == [(0, 1), (1, 1)]
+    assert OrmQ.objects.filter(owner="cluster-a").count() == 2
+
+
+def test_an_unreadable_package_goes_to_the_monitor_as_a_failure() -> None:
+    get_broker().enqueue("not-a-signed-package")
+    _config, shared, pusher, _worker, monitor = roles()
+    assert pusher.step() == 1
+    (outcome,) = drain(shared.result_queue)
+    assert isinstance(outcome, TaskOutcome)
+    assert "Package refused, never run" in outcome.result
+    monitor.pending.append(outcome)
+    monitor.flush()
+    assert OrmQ.objects.count() == 0
+    assert "bad signature" in Failure.objects.get().result
+
+
+def test_worker_runs_a_task_and_monitor_records_and_acknowledges_it() -> None:
+    task_id = async_task("taskq_tests.jobs.add", 2, 3)
+    config, shared, pusher, worker, monitor = roles()
+    pusher.step()
+    assert worker.step(wait=1) is True
+    assert running(worker.slot) is None
+    assert worker.slot.state == WorkerState.IDLE
+    assert monitor.step(wait=1) == 1
+    assert Success.objects.get(id=task_id).result == 5
+    assert OrmQ.objects.count() == 0
+    assert shared.processed.value == 1
+    assert shared.permits.get_value() == config.prefetch
+
+
+def test_a_failing_task_comes_back_until_max_attempts() -> None:
+    task_id = async_task("taskq_tests.jobs.fail", "again", max_attempts=3)
+    _config, _shared, pusher, worker, monitor = roles()
+    for attempt in (1, 2, 3):
+        assert pusher.step() == 1
+        worker.step(wait=1)
+        monitor.step(wait=1)
+        if attempt < 3:
+            assert OrmQ.objects.get().attempt == attempt
+            assert not Failure.objects.exists()
+    failure = Failure.objects.get(id=task_id)
+    assert failure.attempt_count == 3
+    assert OrmQ.objects.count() == 0
+
+
+def test_ack_failure_records_the_first_failure() -> None:
+    async_task("taskq_tests.jobs.fail", max_attempts=5, ack_failure=True)
+    _config, _shared, pusher, worker, monitor = roles()
+    pusher.step()
+    worker.step(wait=1)
+    monitor.step(wait=1)
+    assert Failure.objects.get().attempt_count == 1
+    assert OrmQ.objects.count() == 0
+
+
+def test_a_late_result_from_a_rescued_claim_is_rejected_and_logged(caplog) -> None:
+    task_id = async_task("taskq_tests.jobs.add", 1, 1)
+    _config, shared, pusher, worker, monitor = roles()
+    pusher.step()
+    message, stale = shared.task_queue.get(timeout=1)
+    broker = get_broker()
+    broker.release([stale])  # its cluster was presumed dead...
+    (fresh,) = broker.claim("cluster-b", 1)  # ...and another cluster took the task
+    outcome = worker.run_one(message, stale)  # the stale executor finishes anyway
+    monitor.pending.append(drain(shared.result_queue)[0])
+    with caplog.at_level(logging.WARNING):
+        monitor.flush()
+    assert "late result rejected" in caplog.text
+    assert shared.rejected.value == 1
+    assert not Success.objects.filter(id=task_id).exists()
+    assert OrmQ.objects.get().token == fresh.token
+    assert outcome.success
+
+
+def test_sentinel_settles_the_task_of_a_dead_worker() -> None:
+    task_id = async_task("taskq_tests.jobs.add", 1, 1, max_attempts=1)
+    sentinel = Sentinel(replace(get_config(), workers=1))
+    (delivery,) = sentinel.broker.claim(sentinel.id, 1)
+    task = {"task_id": task_id, "task_name": "n", "ack_id": str(delivery.ack_id),
+            "token": delivery.token, "attempt": 1, "since": 0.0, "deadline": 0.0}  # fmt: skip
+    sentinel.settle(task, "worker died (exit code -9)")
+    outcome = sentinel.shared.result_queue.get(timeout=1)
+    assert outcome.message.id == task_id
+    assert outcome.message.func == "taskq_tests.jobs.add"
+    monitor = Monitor(sentinel.config, sentinel.broker, sentinel.shared)
+    monitor.pending.append(outcome)
+    monitor.flush()
+    failure = Failure.objects.get(id=task_id)
+    assert "Worker died" in failure.result
+    assert OrmQ.objects.count() == 0
+
+
+def test_sentinel_rescues_orphans_and_fails_spent_ones() -> None:
+    again = async_task("taskq_tests.jobs.add", 1, 1, max_attempts=2)
+    spent = async_task("taskq_tests.jobs.add", 2, 2, max_attempts=1)
+    broker = get_broker()
+    broker.claim("a-dead-cluster", 2)
+    sentinel = Sentinel(replace(get_config(), workers=1))
+    sentinel.rescue_orphans()
+    assert OrmQ.objects.get().task_ident == again
+    assert OrmQ.objects.get().owner is None
+    assert "attempts used up" in Failure.objects.get(id=spent).result
+
+
+def test_worker_leaves_after_recycle_tasks() -> None:
+    for i in range(3):
+        async_task("taskq_tests.jobs.add", i, i)
+    _config, _shared, pusher, worker, _monitor = roles(recycle=2)
+    pusher.step()
+    assert worker.exit_reason() is None
+    worker.step(wait=1)
+    worker.step(wait=1)
+    assert worker.exit_reason().value == "recycled"
+
+
+def test_worker_leaves_above_max_rss() -> None:
+    _config, _shared, _pusher, worker, _monitor = roles(max_rss=1)
+    assert worker.exit_reason().value == "max_rss"
+
+
+def test_cpu_affinity_pins_each_worker() -> None:
+    from taskq.cluster.processes import cpus_for
+
+    available = sorted(os.sched_getaffinity(0))
+    assert cpus_for(0, 0) is None
+    assert cpus_for(0, 1) == [available[0]]
+    assert cpus_for(1, 1) == [available[1 % len(available)]]
