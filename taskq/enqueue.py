@@ -16,8 +16,8 @@ from django.utils import timezone
 from . import signals, signing
 from .brokers import Broker, get_broker
 from .conf import ClusterConfig, get_config
-from .exceptions import InvalidTask
 from .errorreporters import reporter_callback
+from .exceptions import InvalidTask
 from .execution import execute, import_func
 from .humanhash import humanize
 from .messages import TaskMessage, func_repr
