@@ -117,6 +117,21 @@ def check_values(raw: dict[str, Any], where: str) -> list[checks.CheckMessage]:
                 6,
             )
         )
+    reporters = raw.get("error_reporter") or {}
+    if isinstance(reporters, dict):
+        from .errorreporters import GROUPS, find
+
+        for name in reporters:
+            if find(name) is None:
+                problems.append(
+                    warning(
+                        f"{where}['error_reporter'] names {name!r}, which no installed "
+                        "package provides.",
+                        f"Install the plug-in that registers {name!r} in the entry point "
+                        f"group {GROUPS[0]!r} or {GROUPS[1]!r}.",
+                        6,
+                    )
+                )
     orm = raw.get("orm", "default")
     if isinstance(orm, str) and orm not in settings.DATABASES:
         problems.append(

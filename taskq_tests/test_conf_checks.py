@@ -81,6 +81,7 @@ def test_unknown_key_warns_with_did_you_mean() -> None:
         ({"retry": 5}, "taskq.W004"),
         ("not a dict", "taskq.E001"),
         ({"ALT_CLUSTERS": {"x": {"workres": 1}}}, "taskq.W001"),
+        ({"error_reporter": {"no-such-reporter": {}}}, "taskq.W006"),
     ],
 )
 def test_checks_report_each_problem_with_an_id(q_cluster, expected: str) -> None:
