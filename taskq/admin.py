@@ -320,10 +320,10 @@ class ScheduleAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Resume selected schedules"), permissions=["change"])
     def resume(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
-        """Due now; a cron schedule at its next match."""
+        """Back on the original timetable at its next slot; a once schedule runs now."""
         now, count = timezone.now(), 0
         for row in queryset.filter(next_run__isnull=True):
-            next_run = row.calculate_next_run(now) if row.schedule_type == Schedule.CRON else now
+            next_run = now if row.schedule_type == Schedule.ONCE else row.calculate_next_run(now)
             if next_run is None:
                 text = _("%(schedule)s has no run left to resume.")
                 self.message_user(request, text % {"schedule": label(row)}, WARNING)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import keyword
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -138,7 +139,7 @@ def validate_cron(value: str) -> None:
 
 
 def validate_kwarg(value: str) -> None:
-    if not value.isidentifier():
+    if not value.isidentifier() or keyword.iskeyword(value):
         raise ValidationError(
             _("%(value)r is not a valid keyword argument name"), params={"value": value}
         )
@@ -218,7 +219,13 @@ class Schedule(models.Model):
         help_text=_("Name of kwarg to pass intended schedule date"),
     )
 
+    # taskq's own column: the first run of the timetable, from which every run is counted
+    # (month-end clamping, DST gaps). NULL in Django-Q2's rows: their next_run serves.
+    anchor = models.DateTimeField(null=True, blank=True, editable=False)
+
     objects = ScheduleQuerySet.as_manager()
+
+    _loaded: tuple[Any, ...] | None = None  # timetable() as read from the database
 
     class Meta:
         app_label = "django_q"
@@ -230,11 +237,46 @@ class Schedule(models.Model):
         return self.func
 
     def save(self, *args: Any, **kwargs: Any) -> None:
+        """Cron schedules start at their first match; a new or changed timetable is
+        anchored at ``next_run``. The scheduler's own updates do not come here."""
         if self.cron:
             self.schedule_type = self.CRON
-        if self.pk is None and self.schedule_type == self.CRON:
-            self.next_run = self.calculate_next_run(timezone.now() - timedelta(microseconds=1))
+        loaded, now = self._loaded, timezone.now()
+        if self.schedule_type == self.CRON and self._state.adding:
+            start = max(self.next_run or now, now)  # the first match from next_run on
+            self.next_run = self.calculate_next_run(start - timedelta(microseconds=1))
+        elif self.schedule_type == self.CRON and self.new_expression():
+            self.next_run = self.calculate_next_run(now - timedelta(microseconds=1))
+        if self.next_run is not None and (
+            self.anchor is None or (loaded is not None and loaded != self.timetable())
+        ):
+            self.anchor = self.next_run
+            update_fields = kwargs.get("update_fields")
+            if update_fields is not None and "anchor" not in update_fields:
+                kwargs["update_fields"] = [*update_fields, "anchor"]
         super().save(*args, **kwargs)
+        self._loaded = self.timetable()
+
+    @classmethod
+    def from_db(cls, db: str | None, field_names: Any, values: Any, **kwargs: Any) -> Schedule:
+        row = super().from_db(db, field_names, values, **kwargs)  # Django 6.1: fetch_mode
+        if not row.get_deferred_fields() & {"next_run", "schedule_type", "minutes", "cron"}:
+            row._loaded = row.timetable()
+        return row
+
+    def timetable(self) -> tuple[Any, ...]:
+        """The timetable fields, ``next_run`` to the second (the admin's form drops the
+        microseconds of a value it did not change)."""
+        run = self.next_run.replace(microsecond=0) if self.next_run is not None else None
+        return (run, self.schedule_type, self.minutes, self.cron or None)
+
+    def new_expression(self) -> bool:
+        """An active schedule read from the database has a new cron expression, and the
+        same ``next_run``: its next run is the new expression's first match."""
+        loaded = self._loaded
+        if loaded is None or self.next_run is None:
+            return False
+        return loaded[3] != (self.cron or None) and loaded[0] == self.timetable()[0]
 
     def clean(self) -> None:
         if self.cron:
@@ -246,15 +288,18 @@ class Schedule(models.Model):
             if "schedule type" in str(exc):
                 field = "schedule_type"
             raise ValidationError({field: str(exc)}) from exc
+        if self.name and Schedule.objects.filter(name=self.name).exclude(pk=self.pk).exists():
+            raise ValidationError({"name": f"A schedule named {self.name!r} already exists."})
 
-    def calculate_next_run(self, next_run: Any = None) -> Any:
-        """The run after ``next_run`` (default: this schedule's ``next_run``)."""
+    def calculate_next_run(self, next_run: datetime | None = None) -> datetime | None:
+        """The run after ``next_run`` (default: this schedule's ``next_run``), counted
+        from the schedule's anchor; ``None`` when there is none."""
         from .conf import get_config
 
         after = next_run or self.next_run or timezone.now()
         return schedules.next_run(
             self.schedule_type,
-            anchor=after,
+            anchor=self.anchor or self.next_run or after,
             after=after,
             tz=ZoneInfo(get_config().zone),
             minutes=self.minutes,

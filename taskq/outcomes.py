@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.cache import caches
-from django.db import router, transaction
+from django.db import connections, router, transaction
 
 from . import signals, signing
 from .brokers import Broker
@@ -90,7 +90,10 @@ def record(outcomes: Sequence[TaskOutcome], broker: Broker, config: ClusterConfi
     stored = [o for o in final if not o.message.cached]
     results_db = router.db_for_write(Task)
     broker_db = getattr(broker, "alias", results_db)
-    with transaction.atomic(using=broker_db), transaction.atomic(using=results_db):
+    with (
+        transaction.atomic(using=broker_db),
+        transaction.atomic(using=results_db, savepoint=False),
+    ):
         claimed = [o.delivery for o in final if o.delivery is not None]
         acked = broker.ack_many(claimed) if claimed else set()
         accepted = []
@@ -100,7 +103,7 @@ def record(outcomes: Sequence[TaskOutcome], broker: Broker, config: ClusterConfi
                 accepted.append(outcome)
             else:
                 done.rejected.append(outcome)
-        rows = [task_row(o) for o in accepted if o in stored and should_save(o, config)]
+        rows = [task_row(o) for o in accepted if not o.message.cached and should_save(o, config)]
         done.saved = save_rows(rows)
     for outcome in done.rejected:
         logger.warning(
@@ -170,10 +173,42 @@ def collate_iter(message: TaskMessage, broker: Broker, config: ClusterConfig) ->
     return collated
 
 
+COLUMNS = ("id", "name", "func", "hook", "args", "kwargs", "result", "group", "cluster",
+           "started", "stopped", "success", "attempt_count")  # fmt: skip
+UPSERT_CHUNK = 500
+
+
 def save_rows(rows: list[Task]) -> list[Task]:
-    """Insert new result rows in one statement; update earlier failures of the same id."""
+    """Write result rows in one statement per chunk: new ones inserted, an earlier failure
+    of the same id updated, an earlier success kept (as Django-Q2 does)."""
     if not rows:
         return []
+    using = router.db_for_write(Task)
+    connection = connections[using]
+    if connection.vendor not in ("postgresql", "sqlite"):
+        return save_rows_portable(rows)
+    fields = [Task._meta.get_field(name) for name in COLUMNS]
+    table = connection.ops.quote_name(Task._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(name) for name in COLUMNS)
+    updates = ", ".join(f"{name} = excluded.{name}" for name in UPDATE_FIELDS)
+    placeholders = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), UPSERT_CHUNK):
+            chunk = rows[start : start + UPSERT_CHUNK]
+            params = [
+                field.get_db_prep_save(getattr(row, field.attname), connection)
+                for row in chunk
+                for field in fields
+            ]
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) VALUES {', '.join([placeholders] * len(chunk))} "
+                f"ON CONFLICT (id) DO UPDATE SET {updates} WHERE NOT {table}.success",
+                params,
+            )
+    return rows
+
+
+def save_rows_portable(rows: list[Task]) -> list[Task]:
     existing = dict(Task.objects.filter(id__in=[r.id for r in rows]).values_list("id", "success"))
     new = [r for r in rows if r.id not in existing]
     Task.objects.bulk_create(new)

@@ -5,7 +5,8 @@ A repeating schedule is an *anchor* (its first run) and a rule. Fixed-duration r
 ``W``, ``BW``, ``M``, ``BM``, ``Q``, ``Y``) step in the anchor's wall-clock time in a
 time zone, so a daily 09:00 run stays at 09:00 local across DST changes, and months
 are counted from the anchor with clamping to the month's last day (Jan 31, Feb 28,
-Mar 31). A cron expression is matched against wall-clock time in the same zone.
+Mar 31). A cron expression is matched against wall-clock time in the same zone; with
+croniter's optional sixth field (seconds, last) it can run every second.
 
 Wall-clock times are turned into instants by :func:`localize`: a time that does not
 exist (spring forward) runs at the first instant after the gap; a time that occurs
@@ -137,6 +138,51 @@ def occurrences_between(
     stop = _utc(end, "end")
     runs = _runs_after(schedule_type, anchor=anchor, after=start, tz=tz, minutes=minutes, cron=cron)
     return list(islice(takewhile(lambda run: run <= stop, runs), limit))
+
+
+def due_runs(
+    schedule_type: str,
+    *,
+    anchor: datetime,
+    next_run: datetime,
+    now: datetime,
+    tz: tzinfo,
+    minutes: int | None = None,
+    cron: str | None = None,
+    catch_up: bool = True,
+    limit: int | None = None,
+) -> tuple[list[datetime], datetime | None]:
+    """The runs to fire at ``now``, from ``next_run`` on, and the run after them.
+
+    Nothing is due while ``next_run`` is later than ``now``. Then ``next_run`` is due;
+    with ``catch_up`` so is every later run up to ``now`` (at most ``limit`` in all:
+    the run after them is then still due, for the next call). Without ``catch_up``
+    the run after is the first one later than ``now``: missed runs are skipped. The
+    run after is ``None`` when there is none (type ``O``, a cron with no match left).
+    """
+    start, stop = _utc(next_run, "next_run"), _utc(now, "now")
+    if start > stop:
+        return [], start
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    runs = [start]
+    if catch_up:
+        more = None if limit is None else limit - 1
+        runs += occurrences_between(
+            schedule_type,
+            anchor=anchor,
+            start=start,
+            end=stop,
+            tz=tz,
+            minutes=minutes,
+            cron=cron,
+            limit=more,
+        )
+    after = runs[-1] if catch_up else stop
+    following = _runs_after(
+        schedule_type, anchor=anchor, after=after, tz=tz, minutes=minutes, cron=cron
+    )
+    return runs, next(following, None)
 
 
 def validate(schedule_type: str, *, minutes: int | None, cron: str | None) -> None:

@@ -1,4 +1,4 @@
-"""What the monitoring tools show: cluster health, queue sizes and result counts.
+"""What the monitoring tools show: cluster health, queue sizes, result counts, settings.
 
 Everything here reads what the broker and the result table hold and turns it into
 plain values; nothing writes. Cluster status comes from the broker's heartbeat rows
@@ -10,6 +10,7 @@ intervals, and *dead* when it is older than ``retry``: its tasks are delivered a
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from django.db.models import Avg, Count, F, Q
 from django.utils import timezone
 
+from . import __version__
 from .brokers import Broker, get_broker
 from .brokers.orm import OrmBroker
 from .conf import ClusterConfig
@@ -27,6 +29,7 @@ STALE = "stale"
 DEAD = "dead"
 STALE_BEATS = 3  # heartbeats a cluster may miss before it counts as stale
 RECENT = timedelta(hours=24)
+SECRET_KEYS = ("password", "pass", "secret", "token")
 
 
 def health(age: float, config: ClusterConfig) -> str:
@@ -86,7 +89,7 @@ class ClusterStatus:
     age: float  # seconds since its last heartbeat (database clock)
     uptime: float  # seconds since it started (until its last heartbeat when dead)
     workers: tuple[WorkerStatus, ...]
-    held: int  # tasks claimed and not yet recorded (running or waiting in the cluster)
+    held: int  # tasks it claimed that wait in it for a worker (as the cluster reports it)
     processed: int  # outcomes recorded since it started
     failed: int  # of which failures
     rejected: int  # late outcomes refused because the claim was rescued
@@ -133,8 +136,9 @@ def cluster_status(row: dict[str, Any], config: ClusterConfig) -> ClusterStatus:
     age = float(row.get("age") or 0.0)
     state = health(age, config)
     heartbeat: datetime = row["heartbeat"]
-    now = heartbeat.timestamp() + age  # the database clock when the row was read
-    uptime = (heartbeat - row["started"]).total_seconds() + (age if state != DEAD else 0.0)
+    now = heartbeat.timestamp() + age  # the broker's clock when the row was read
+    started: datetime = row.get("started") or heartbeat
+    uptime = (heartbeat - started).total_seconds() + (age if state != DEAD else 0.0)
     workers = []
     for index, worker in enumerate(row.get("workers") or [], start=1):
         since = as_timestamp(worker.get("since"))
@@ -151,11 +155,11 @@ def cluster_status(row: dict[str, Any], config: ClusterConfig) -> ClusterStatus:
             )
         )
     return ClusterStatus(
-        id=row["id"],
-        name=row["name"],
-        host=row["host"],
-        pid=row["pid"],
-        state=row["state"],
+        id=str(row["id"]),
+        name=row.get("name") or "",
+        host=row.get("host") or "?",
+        pid=int(row.get("pid") or 0),
+        state=row.get("state") or "unknown",
         health=state,
         age=age,
         uptime=max(0.0, uptime),
@@ -194,7 +198,7 @@ class QueueStatus:
     key: str  # the queue: a cluster name
     queued: int  # waiting to be claimed, delayed ones included
     ready: int  # of which may be claimed now
-    held: int  # claimed by a cluster and not yet done
+    claimed: int  # claimed by a cluster and not yet done (running or waiting for a worker)
 
     @property
     def delayed(self) -> int:
@@ -217,7 +221,10 @@ def queue_status(broker: Broker, keys: set[str]) -> list[QueueStatus]:
         queue = get_broker(key, config=broker.config)
         result.append(
             QueueStatus(
-                key=key, queued=queue.queue_size(), ready=queue.ready_size(), held=queue.lock_size()
+                key=key,
+                queued=queue.queue_size(),
+                ready=queue.ready_size(),
+                claimed=queue.lock_size(),
             )
         )
     return result
@@ -252,8 +259,8 @@ class Summary:
         return sum(queue.ready for queue in self.queues)
 
     @property
-    def held(self) -> int:
-        return sum(queue.held for queue in self.queues)
+    def claimed(self) -> int:
+        return sum(queue.claimed for queue in self.queues)
 
 
 def task_counts(now: datetime) -> dict[str, Any]:
@@ -289,3 +296,29 @@ def summary(config: ClusterConfig, now: datetime | None = None) -> Summary:
         schedules=schedules["total"],
         active_schedules=schedules["active"],
     )
+
+
+def config_lines(config: ClusterConfig) -> list[str]:
+    """The effective settings: every ``Q_CLUSTER`` key, then the values derived from them."""
+    lines = [f"taskq {__version__}"]
+    for field in dataclasses.fields(config):
+        lines.append(f"{field.name}: {hide_secrets(getattr(config, field.name))!r}")
+    lines.append(f"queue (cluster name served): {config.queue_key!r}")
+    lines.append(f"effective queue_limit: {config.prefetch!r}")
+    lines.append(f"effective time_zone: {config.zone!r}")
+    return lines
+
+
+def hide_secrets(value: Any) -> Any:
+    """Passwords in a ``redis`` dict or URL replaced by ``***``."""
+    if isinstance(value, dict):
+        return {
+            k: "***" if any(s in str(k).lower() for s in SECRET_KEYS) and v else hide_secrets(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, str) and "://" in value and "@" in value:
+        scheme, _, rest = value.partition("://")
+        credentials, _, host = rest.rpartition("@")
+        user = credentials.partition(":")[0]
+        return f"{scheme}://{user}:***@{host}" if ":" in credentials else value
+    return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .cleanup import clean_old_tasks
 from .composition import AsyncTask, Chain, Iter, async_chain, async_iter
 from .enqueue import async_task
 from .results import (
@@ -23,6 +24,7 @@ __all__ = [
     "async_chain",
     "async_iter",
     "async_task",
+    "clean_old_tasks",
     "count_group",
     "delete_cached",
     "delete_group",

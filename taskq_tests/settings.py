@@ -98,3 +98,15 @@ Q_CLUSTER = {"name": "tests", "workers": 2, "timeout": 30, "retry": 60}
 if os.environ.get("TASKQ_TEST_Q_CLUSTER"):
     Q_CLUSTER = json.loads(os.environ["TASKQ_TEST_Q_CLUSTER"])
 LOGGING_CONFIG = None
+
+# Django's tasks framework, where installed (Django 6: django.tasks; Django 5.2: the
+# django-tasks backport, an app): taskq_tests/test_backends.py runs its tasks on taskq.
+if importlib.util.find_spec("django.tasks") is None and importlib.util.find_spec("django_tasks"):
+    INSTALLED_APPS.append("django_tasks")
+if "django_tasks" in INSTALLED_APPS or importlib.util.find_spec("django.tasks"):
+    TASKS = {
+        "default": {
+            "BACKEND": "taskq.backends.TaskqBackend",
+            "QUEUES": ["default", "emails"],
+        }
+    }

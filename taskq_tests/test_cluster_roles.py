@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 
 import pytest
 
@@ -112,7 +113,7 @@ def test_a_late_result_from_a_rescued_claim_is_rejected_and_logged(caplog) -> No
     broker.release([stale])  # its cluster was presumed dead...
     (fresh,) = broker.claim("cluster-b", 1)  # ...and another cluster took the task
     outcome = worker.run_one(message, stale)  # the stale executor finishes anyway
-    monitor.pending.append(drain(shared.result_queue)[0])
+    monitor.pending.append(pickle.loads(drain(shared.result_queue)[0]))
     with caplog.at_level(logging.WARNING):
         monitor.flush()
     assert "late result rejected" in caplog.text

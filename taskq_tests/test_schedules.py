@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from taskq.schedules import (
     LABELS,
     ScheduleType,
+    due_runs,
     localize,
     next_run,
     occurrence,
@@ -535,6 +536,88 @@ def test_next_run_is_constant_time_after_long_downtime() -> None:
     assert time.perf_counter() - started < 0.5
 
 
+# seconds in cron
+
+
+def test_cron_with_a_seconds_field_runs_every_second() -> None:
+    after = utc(2026, 1, 1, 12, 0, 0) + timedelta(microseconds=300)
+    runs = between("C", after, after, utc(2026, 1, 1, 12, 0, 4), cron="* * * * * *")
+    assert runs == [utc(2026, 1, 1, 12, 0, s) for s in (1, 2, 3, 4)]
+    runs = between("C", after, after, utc(2026, 1, 1, 12, 1), cron="* * * * * */15")
+    assert [run.second for run in runs] == [15, 30, 45, 0]
+
+
+def test_seconds_cron_across_the_spring_gap_runs_once_at_its_end() -> None:
+    start = at(2026, 3, 29, 1, 59, 58)
+    runs = between("C", start, start, at(2026, 3, 29, 3, 0, 2), cron="* * * * * *")
+    assert [wall(run).strftime("%H:%M:%S") for run in runs] == [
+        "01:59:59",
+        "03:00:00",
+        "03:00:01",
+        "03:00:02",
+    ]
+
+
+# due_runs: what firing at `now` enqueues
+
+
+def test_due_runs_nothing_before_next_run() -> None:
+    anchor = utc(2026, 1, 1, 9)
+    assert due_runs(
+        "D", anchor=anchor, next_run=anchor, now=anchor - timedelta(seconds=1), tz=UTC
+    ) == ([], anchor)
+
+
+def test_due_runs_with_catch_up_lists_every_missed_run_up_to_now() -> None:
+    anchor = utc(2026, 1, 1, 9)
+    runs, following = due_runs(
+        "H", anchor=anchor, next_run=anchor, now=anchor + timedelta(hours=3, minutes=1), tz=UTC
+    )
+    assert runs == [anchor + timedelta(hours=n) for n in range(4)]
+    assert following == anchor + timedelta(hours=4)
+
+
+def test_due_runs_limit_leaves_the_rest_due() -> None:
+    anchor = utc(2026, 1, 1, 9)
+    now = anchor + timedelta(days=365)
+    runs, following = due_runs(
+        "I", anchor=anchor, next_run=anchor, now=now, tz=UTC, minutes=1, limit=100
+    )
+    assert runs == [anchor + timedelta(minutes=n) for n in range(100)]
+    assert following == anchor + timedelta(minutes=100)
+    with pytest.raises(ValueError, match="limit must be at least 1"):
+        due_runs("I", anchor=anchor, next_run=anchor, now=now, tz=UTC, minutes=1, limit=0)
+
+
+def test_due_runs_without_catch_up_runs_once_then_the_first_after_now() -> None:
+    anchor = at(2026, 1, 31, 9)
+    now = at(2026, 6, 2, 12)
+    runs, following = due_runs("M", anchor=anchor, next_run=anchor, now=now, tz=AMS, catch_up=False)
+    assert runs == [anchor]
+    assert following == at(2026, 6, 30, 9)
+    runs, following = due_runs(
+        "C", anchor=anchor, next_run=anchor, now=now, tz=AMS, cron="0 8 * * *", catch_up=False
+    )
+    assert (runs, following) == ([anchor], at(2026, 6, 3, 8))
+
+
+def test_due_runs_count_from_the_anchor_not_from_next_run() -> None:
+    anchor = at(2026, 1, 31, 9)
+    february = at(2026, 2, 28, 9)
+    runs, following = due_runs("M", anchor=anchor, next_run=february, now=february, tz=AMS)
+    assert (runs, following) == ([february], at(2026, 3, 31, 9))
+
+
+def test_due_runs_once_and_a_spent_cron_have_no_run_after() -> None:
+    moment = utc(2026, 1, 1)
+    assert due_runs("O", anchor=moment, next_run=moment, now=moment, tz=UTC) == ([moment], None)
+    cron = "0 0 1 1 * 0 2026"  # 2026-01-01 00:00:00 only
+    assert due_runs("C", anchor=moment, next_run=moment, now=moment, tz=UTC, cron=cron) == (
+        [moment],
+        None,
+    )
+
+
 # validate
 
 
@@ -546,6 +629,8 @@ def test_next_run_is_constant_time_after_long_downtime() -> None:
         ("D", 0, None),
         ("C", None, "0 8 * * mon-fri"),
         ("D", None, "@daily"),
+        ("C", None, "* * * * * *"),
+        ("C", None, "0 8 * * mon-fri */30"),
         ("H", 5, None),
     ],
 )

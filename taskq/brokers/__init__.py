@@ -19,10 +19,14 @@ def get_broker(list_key: str | None = None, config: ClusterConfig | None = None)
         broker_class = import_string(config.broker_class)
         return broker_class(list_key=list_key, config=config)
     if config.redis or config.django_redis:
-        raise ConfigurationError(
-            "Q_CLUSTER selects the Redis broker, which this version of taskq does not ship yet; "
-            "remove 'redis'/'django_redis' to use the ORM broker."
-        )
+        try:
+            from .redis import RedisBroker
+        except ImportError as exc:  # the system check taskq.E005 says so first
+            raise ConfigurationError(
+                "Q_CLUSTER selects the Redis broker but the 'redis' package is not installed: "
+                "pip install 'taskq[redis]'."
+            ) from exc
+        return RedisBroker(list_key=list_key, config=config)
     from .orm import OrmBroker
 
     return OrmBroker(list_key=list_key, config=config)

@@ -8,6 +8,7 @@ rescued claim removes nothing. All times compared are the database's clock.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
@@ -22,6 +23,7 @@ from taskq.messages import Delivery
 from taskq.models import Cluster, OrmQ
 
 from .base import Broker
+from .wakeup import CHANNEL, DatagramListener, DatagramWaker, PostgresListener
 
 TABLE = OrmQ._meta.db_table
 CLAIM_POSTGRES = f"""
@@ -33,6 +35,18 @@ UPDATE {TABLE} AS q SET owner = %s, token = %s, attempt = q.attempt + 1, claimed
 FROM picked WHERE q.id = picked.id
 RETURNING q.id, q.attempt, q.payload, q.priority
 """
+INSERT_COLUMNS = "key, payload, priority, attempt, task_id, name, func, lock"
+INSERT_POSTGRES = f"""
+WITH row AS (
+    INSERT INTO {TABLE} ({INSERT_COLUMNS})
+    VALUES (%s, %s, %s, 0, %s, %s, %s, COALESCE(%s, now()))
+    RETURNING id)
+SELECT id, pg_notify('{CHANNEL}', %s) FROM row
+"""
+INSERT_SQLITE = f"""
+INSERT INTO {TABLE} ({INSERT_COLUMNS}) VALUES (%s, %s, %s, 0, %s, %s, %s, %s)
+"""
+WAKERS: dict[tuple[str, str], DatagramWaker] = {}
 CLAIM_SQLITE = f"""
 UPDATE {TABLE} SET owner = %s, token = %s, attempt = attempt + 1, claimed = %s
 WHERE id IN (
@@ -45,6 +59,8 @@ RETURNING id, attempt, payload, priority
 
 class OrmBroker(Broker):
     """The default broker: Django's ORM on the database alias ``Q_CLUSTER["orm"]``."""
+
+    listener: DatagramListener | PostgresListener | None = None
 
     @property
     def alias(self) -> str:
@@ -76,19 +92,58 @@ class OrmBroker(Broker):
         name: str | None = None,
         func: str | None = None,
     ) -> int:
-        if run_after is None:  # "due now", as Django-Q2 writes it, on the database's clock
-            run_after = timezone.now() if self.connection.vendor == "sqlite" else Now()
-        row = OrmQ(
-            key=self.list_key,
-            payload=payload,
-            lock=run_after,
-            priority=priority,
-            task_ident=task_id,
-            task_name=name and name[:100],
-            task_func=func and func[:256],
-        )
-        row.save(using=self.alias, force_insert=True)
-        return row.pk
+        db = self.connection
+        values = [self.list_key, payload, priority, task_id, name and name[:100],
+                  func and func[:256]]  # fmt: skip
+        with db.cursor() as cursor:
+            if db.vendor == "postgresql":  # lock "due now" on the database's clock; wake pushers
+                cursor.execute(INSERT_POSTGRES, [*values, run_after, self.list_key])
+                row_id = cursor.fetchone()[0]
+            elif db.vendor == "sqlite":
+                lock = db.ops.adapt_datetimefield_value(run_after or timezone.now())
+                cursor.execute(INSERT_SQLITE, [*values, lock])
+                row_id = cursor.lastrowid
+                transaction.on_commit(self.waker().wake, using=self.alias)
+            else:
+                row = OrmQ(
+                    key=self.list_key, payload=payload, lock=run_after or Now(),
+                    priority=priority, task_ident=task_id, task_name=values[4],
+                    task_func=values[5],
+                )  # fmt: skip
+                row.save(using=self.alias, force_insert=True)
+                row_id = row.pk
+        return row_id
+
+    def waker(self) -> DatagramWaker:
+        waker = WAKERS.get((self.database_name, self.list_key))
+        if waker is None:
+            waker = WAKERS[(self.database_name, self.list_key)] = DatagramWaker(
+                self.database_name, self.list_key
+            )
+        return waker
+
+    @property
+    def database_name(self) -> str:
+        return str(self.connection.settings_dict["NAME"])
+
+    def wait(self, timeout: float) -> None:
+        """Block until an enqueue wakes this queue (NOTIFY / a datagram), or ``timeout``."""
+        if self.listener is None:
+            vendor = self.connection.vendor
+            if vendor == "postgresql":
+                params = dict(self.connection.get_connection_params())
+                params.pop("cursor_factory", None)
+                self.listener = PostgresListener(params)
+            elif vendor == "sqlite":
+                self.listener = DatagramListener(self.database_name, self.list_key)
+            else:
+                time.sleep(timeout)
+                return
+        try:
+            self.listener.wait(timeout)
+        except Exception:
+            self.listener.close()
+            raise
 
     def delete(self, ack_id: Any) -> None:
         OrmQ.objects.using(self.alias).filter(pk=ack_id).delete()
@@ -128,15 +183,17 @@ class OrmBroker(Broker):
             return []
         token = uuid.uuid4().hex
         db = self.connection
-        with transaction.atomic(using=self.alias), db.cursor() as cursor:
-            if db.vendor == "postgresql":
+        if db.vendor == "postgresql":  # one statement: atomic by itself, one round trip
+            with db.cursor() as cursor:
                 cursor.execute(CLAIM_POSTGRES, [self.list_key, count, owner, token])
                 rows = cursor.fetchall()
-            elif db.vendor == "sqlite":
-                now = db.ops.adapt_datetimefield_value(timezone.now())
+        elif db.vendor == "sqlite":  # BEGIN IMMEDIATE: the write lock before reading
+            now = db.ops.adapt_datetimefield_value(timezone.now())
+            with transaction.atomic(using=self.alias, savepoint=False), db.cursor() as cursor:
                 cursor.execute(CLAIM_SQLITE, [owner, token, now, self.list_key, now, count])
                 rows = cursor.fetchall()
-            else:
+        else:
+            with transaction.atomic(using=self.alias, savepoint=False):
                 rows = self.claim_portable(owner, token, count)
         rows.sort(key=lambda row: (-row[3], row[0]))
         return [Delivery(ack_id=r[0], token=token, attempt=r[1], payload=r[2]) for r in rows]
@@ -169,10 +226,16 @@ class OrmBroker(Broker):
         db = self.connection
         pairs = [(d.ack_id, d.token) for d in deliveries]
         if db.vendor in ("postgresql", "sqlite"):
+            # "id IN (...)" lets the primary key find the rows; the pairs fence them.
+            ids = ", ".join(["%s"] * len(pairs))
             values = ", ".join(["(%s, %s)"] * len(pairs))
-            sql = f"DELETE FROM {TABLE} WHERE (id, token) IN (VALUES {values}) RETURNING id, token"
-            with transaction.atomic(using=self.alias), db.cursor() as cursor:
-                cursor.execute(sql, [x for pair in pairs for x in pair])
+            sql = (
+                f"DELETE FROM {TABLE} WHERE id IN ({ids}) AND (id, token) IN (VALUES {values}) "
+                "RETURNING id, token"
+            )
+            params = [ack_id for ack_id, _ in pairs] + [x for pair in pairs for x in pair]
+            with db.cursor() as cursor:  # one statement: atomic by itself, or in the caller's
+                cursor.execute(sql, params)
                 return {(row[0], row[1]) for row in cursor.fetchall()}
         fence = Q()
         for ack_id, token in pairs:
@@ -241,3 +304,6 @@ class OrmBroker(Broker):
 
     def close(self) -> None:
         self.connection.close()
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None

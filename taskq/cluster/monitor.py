@@ -2,14 +2,14 @@
 
 It drains the result queue in batches, records each batch (results written and queue
 rows removed in one transaction, hooks, signals), enqueues the next link of chains,
-gives the Pusher its permits back, and prunes successes beyond ``save_limit`` now and
+and prunes successes beyond ``save_limit`` now and
 then with one delete instead of on every save.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import pickle
 import queue
 import time
 from collections.abc import Callable
@@ -28,7 +28,7 @@ from .state import Shared
 logger = logging.getLogger(__name__)
 
 BATCH = 500  # most outcomes recorded in one transaction
-LINGER = 0.005  # seconds to wait for more outcomes once one arrived
+LINGER = 0.003  # under load: seconds to gather more outcomes once one arrived
 PRUNE_EVERY = 10.0  # seconds between save_limit prunings
 
 
@@ -52,6 +52,7 @@ class Monitor:
         self.shared = shared
         self.clock = clock
         self.pending: list[TaskOutcome] = []
+        self.busy = False  # the last batch had company: batch the next one a little
         self.stopping = False
         self.last_prune = clock()
         self.saved_since_prune = 0
@@ -72,20 +73,18 @@ class Monitor:
             if isinstance(item, Stop):
                 self.stopping = True
                 return
-            self.pending.append(item)
-            if deadline is None:
-                deadline = self.clock() + LINGER
+            self.pending.append(pickle.loads(item) if isinstance(item, bytes) else item)
+            if deadline is None:  # idle: record at once; busy: gather a batch for a moment
+                deadline = self.clock() + (LINGER if self.busy else 0.0)
 
     def flush(self) -> int:
         """Record the pending batch; on a database error keep it for the next try."""
         if not self.pending:
             return 0
         batch = self.pending
+        self.busy = len(batch) > 1
         done = record(batch, self.broker, self.config)
         self.pending = []
-        for outcome in batch:
-            if outcome.delivery is not None:
-                release_permit(self.shared)
         self.shared.processed.value += len(batch) - len(done.retried) - len(done.rejected)
         self.shared.failed.value += done.failed
         self.shared.rejected.value += len(done.rejected)
@@ -118,12 +117,6 @@ class Monitor:
                 logger.exception("could not record %s outcomes; retrying", len(self.pending))
                 close_old_connections()
                 time.sleep(1.0)
-
-
-def release_permit(shared: Shared) -> None:
-    # a settled task's late outcome: its permit was given back already
-    with contextlib.suppress(ValueError):
-        shared.permits.release()
 
 
 def log_outcome(outcome: TaskOutcome) -> None:

@@ -1,7 +1,8 @@
 """The Pusher: claims batches from the broker and hands them to the workers.
 
-It never holds more than ``queue_limit`` tasks (a permit per task, given back by the
-Monitor once the outcome is recorded), claims again at once while there is work, and
+It never holds more than ``queue_limit`` tasks that have not started (a permit per
+task, given back by the worker that takes it): each claim is sized to that free
+capacity. It claims again at once while there is work, and
 backs off to ``poll`` when the queue is idle. A package that fails its signature check
 or cannot be unpickled is never run: it becomes a failed outcome with the reason.
 """
@@ -9,6 +10,7 @@ or cannot be unpickled is never run: it becomes a failed outcome with the reason
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from datetime import datetime
 from typing import Any
@@ -27,6 +29,7 @@ from .state import Shared
 logger = logging.getLogger(__name__)
 
 MIN_PAUSE = 0.005
+GATHER = 0.002  # seconds to gather free capacity into one claim while workers are busy
 
 
 class Pusher:
@@ -40,12 +43,24 @@ class Pusher:
         self.pause = MIN_PAUSE
 
     def take_permits(self, wanted: int, wait: float) -> int:
-        """Up to ``wanted`` permits; blocks up to ``wait`` seconds for the first one."""
+        """Up to ``wanted`` permits; blocks up to ``wait`` seconds for the first one.
+
+        While the workers still have queued tasks, it gathers permits for a moment
+        (``GATHER`` seconds) so that claims come in batches rather than one at a time.
+        """
         if not self.shared.permits.acquire(timeout=wait):
             return 0
         taken = 1
-        while taken < wanted and self.shared.permits.acquire(block=False):
-            taken += 1
+        deadline = time.monotonic() + GATHER
+        while taken < wanted:
+            if self.shared.permits.acquire(block=False):
+                taken += 1
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.shared.task_queue.empty():
+                break
+            if self.shared.permits.acquire(timeout=remaining):
+                taken += 1
         return taken
 
     def give_back(self, count: int) -> None:
@@ -54,8 +69,7 @@ class Pusher:
 
     def step(self, now: datetime | None = None) -> int:
         """Claim once and queue what was claimed; returns how many tasks were claimed."""
-        wanted = max(self.config.bulk, self.config.workers)
-        permits = self.take_permits(wanted, wait=self.config.poll)
+        permits = self.take_permits(max(self.config.bulk, self.config.prefetch), self.config.poll)
         if not permits:
             return 0
         try:
@@ -66,12 +80,11 @@ class Pusher:
         self.give_back(permits - len(deliveries))
         for delivery in deliveries:
             item = self.unpack(delivery, now or timezone.now())
-            queue = (
-                self.shared.result_queue
-                if isinstance(item, TaskOutcome)
-                else self.shared.task_queue
-            )
-            queue.put(item)
+            if isinstance(item, TaskOutcome):  # never run: straight to the Monitor
+                self.shared.permits.release()
+                self.shared.result_queue.put(item)
+            else:
+                self.shared.task_queue.put(item)
         return len(deliveries)
 
     def unpack(self, delivery: Delivery, now: datetime) -> Any:

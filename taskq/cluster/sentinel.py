@@ -272,7 +272,7 @@ class Sentinel:
     def queue_drained(self) -> bool:
         """Run-once: nothing ready in the queue and nothing held (two checks in a row)."""
         held = self.config.prefetch - self.shared.permits.get_value()
-        idle = held == 0 and self.broker.ready_size() == 0
+        idle = held == 0 and self.broker.ready_size() == 0 and self.broker.lock_size() == 0
         self.idle_checks = self.idle_checks + 1 if idle else 0
         return self.idle_checks >= 2
 

@@ -88,7 +88,7 @@ class Shared:
     task_queue: Any
     result_queue: Any
     stop: Any  # Event: stop claiming and starting tasks
-    permits: Any  # BoundedSemaphore: tasks held (claimed, not yet recorded) ≤ queue_limit
+    permits: Any  # BoundedSemaphore: tasks claimed and not yet started ≤ queue_limit
     slots: Any  # array of WorkerSlot
     processed: Any
     failed: Any

@@ -68,6 +68,7 @@ class Worker:
             item = self.shared.task_queue.get(timeout=wait)
         except queue.Empty:
             return False
+        self.shared.permits.release()  # no longer held: the Pusher may claim another
         message, delivery = item
         self.run_one(message, delivery)
         return True
@@ -92,9 +93,7 @@ class Worker:
         finally:
             if timeout:
                 signal.setitimer(signal.ITIMER_REAL, 0)
-        close_old_connections()
-        outcome = sendable(outcome)
-        self.shared.result_queue.put(outcome)
+        self.shared.result_queue.put(serialize(outcome))
         self.timed_out = outcome.timed_out
         clear(self.slot)
         self.done += 1
@@ -124,15 +123,16 @@ class Worker:
             self.step()
 
 
-def sendable(outcome: TaskOutcome) -> TaskOutcome:
-    """The outcome without the exception object, its result made picklable."""
+def serialize(outcome: TaskOutcome) -> bytes:
+    """The outcome pickled once for the result queue, without the exception object; a
+    return value that cannot be pickled turns the outcome into a failure that says so."""
     outcome = replace(outcome, error=None)
     try:
-        pickle.dumps(outcome.result)
+        return pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:
-        return replace(
+        failed = replace(
             outcome,
             success=False,
             result=f"The task's return value cannot be pickled: {type(exc).__name__}: {exc}",
         )
-    return outcome
+        return pickle.dumps(failed, protocol=pickle.HIGHEST_PROTOCOL)
