@@ -141,7 +141,9 @@ def check_values(raw: dict[str, Any], where: str) -> list[checks.CheckMessage]:
                 7,
             )
         )
-    elif isinstance(orm, str) and not (raw.get("redis") or raw.get("broker_class")):
+    elif isinstance(orm, str) and not (
+        raw.get("redis") or raw.get("django_redis") or raw.get("broker_class")
+    ):
         problems += check_sqlite_wal(orm)
     return problems
 

@@ -47,12 +47,16 @@ def execute(
 ) -> TaskOutcome:
     """Run one task and describe what happened; a task's exception becomes a failed outcome."""
     started = now()
-    task = message.to_dict()
+    listening = signals.pre_execute.has_listeners(signals.SENDER) or (
+        signals.post_execute_in_worker.has_listeners(signals.SENDER)
+    )
+    task = message.to_dict() if listening else {}
     timed_out = False
     error: BaseException | None = None
     try:
         func = resolve(message.func)
-        signals.pre_execute.send(sender=signals.SENDER, func=func, task=task)
+        if listening:
+            signals.pre_execute.send(sender=signals.SENDER, func=func, task=task)
         result, success = func(*message.args, **message.kwargs), True
     except TaskTimeout as exc:
         result, success, timed_out, error = f"Task timed out: {exc}", False, True, exc
@@ -73,6 +77,8 @@ def execute(
         worker_pid=worker_pid,
         error=error,
     )
+    if not listening:
+        return outcome
     task.update(result=result, success=success)
     try:
         signals.post_execute_in_worker.send(sender=signals.SENDER, func=message.func, task=task)

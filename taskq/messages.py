@@ -88,6 +88,9 @@ class TaskMessage:
     def replace(self, **changes: Any) -> TaskMessage:
         return dataclasses.replace(self, **changes)
 
+    def __reduce__(self) -> tuple[Any, ...]:  # faster than the slots dataclass default
+        return rebuild, (TaskMessage, tuple(getattr(self, name) for name in MESSAGE_FIELDS))
+
     @property
     def func_name(self) -> str:
         return func_repr(self.func)
@@ -106,6 +109,13 @@ class Delivery:
     attempt: int
     payload: str
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Delivery.create, (self.ack_id, self.token, self.attempt, self.payload)
+
+    @classmethod
+    def create(cls, ack_id: Any, token: str | None, attempt: int, payload: str) -> Delivery:
+        return cls(ack_id=ack_id, token=token, attempt=attempt, payload=payload)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskOutcome:
@@ -123,6 +133,9 @@ class TaskOutcome:
     worker_pid: int | None = None
     error: BaseException | None = None  # sync mode only: the exception the task raised
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return rebuild, (TaskOutcome, tuple(getattr(self, name) for name in OUTCOME_FIELDS))
+
 
 def func_repr(func: Any) -> str:
     """``module.qualname`` of a callable, or the string itself."""
@@ -133,3 +146,13 @@ def func_repr(func: Any) -> str:
     if module and qualname:
         return f"{module}.{qualname}"
     return repr(func)
+
+
+def rebuild(cls: type, values: tuple[Any, ...]) -> Any:
+    """Unpickle a :class:`TaskMessage` or :class:`TaskOutcome` from its field values."""
+    names = MESSAGE_FIELDS if cls is TaskMessage else OUTCOME_FIELDS
+    return cls(**dict(zip(names, values, strict=True)))
+
+
+MESSAGE_FIELDS = tuple(f.name for f in dataclasses.fields(TaskMessage))
+OUTCOME_FIELDS = tuple(f.name for f in dataclasses.fields(TaskOutcome))

@@ -20,6 +20,7 @@ from . import signals, signing
 from .brokers import Broker
 from .conf import ClusterConfig
 from .execution import resolve
+from .fields import encode as encode_value
 from .messages import TaskMessage, TaskOutcome
 from .models import Task
 
@@ -32,14 +33,14 @@ UPDATE_FIELDS = ("stopped", "result", "success", "attempt_count", "cluster")
 class Recorded:
     """What :func:`record` did: rows saved, retries released, late results rejected."""
 
-    saved: list[Task] = field(default_factory=list)
+    saved: list[TaskOutcome] = field(default_factory=list)  # their Task rows were written
     retried: list[TaskOutcome] = field(default_factory=list)
     rejected: list[TaskOutcome] = field(default_factory=list)
     chains: list[TaskMessage] = field(default_factory=list)  # finished links with more to run
 
     @property
     def failed(self) -> int:
-        return sum(1 for task in self.saved if not task.success)
+        return sum(1 for outcome in self.saved if not outcome.success)
 
 
 def should_retry(outcome: TaskOutcome, config: ClusterConfig) -> bool:
@@ -103,20 +104,18 @@ def record(outcomes: Sequence[TaskOutcome], broker: Broker, config: ClusterConfi
                 accepted.append(outcome)
             else:
                 done.rejected.append(outcome)
-        rows = [task_row(o) for o in accepted if not o.message.cached and should_save(o, config)]
-        done.saved = save_rows(rows)
+        done.saved = [o for o in accepted if not o.message.cached and should_save(o, config)]
+        write_outcomes(done.saved)
     for outcome in done.rejected:
         logger.warning(
             "late result rejected: task_id=%s attempt=%s (its claim was rescued)",
             outcome.message.id,
             outcome.attempt,
         )
-    by_id = {row.id: row for row in done.saved}
     for outcome in accepted:
         if outcome.message.cached:
             save_cached(outcome, broker, config)
-        task = by_id.get(outcome.message.id) or task_row(outcome)
-        announce(outcome, task)
+        announce(outcome)
         if outcome.message.chain:
             done.chains.append(outcome.message)
     for group in {o.message.group: o.message for o in accepted if o.message.iter_count}.items():
@@ -173,39 +172,51 @@ def collate_iter(message: TaskMessage, broker: Broker, config: ClusterConfig) ->
     return collated
 
 
+def encode(value: Any) -> str | None:
+    """A pickled column's text; ``None`` stays NULL."""
+    return None if value is None else encode_value(value)
+
+
 COLUMNS = ("id", "name", "func", "hook", "args", "kwargs", "result", "group", "cluster",
            "started", "stopped", "success", "attempt_count")  # fmt: skip
 UPSERT_CHUNK = 500
 
 
-def save_rows(rows: list[Task]) -> list[Task]:
+def outcome_values(outcome: TaskOutcome, stamp: Any) -> tuple[Any, ...]:
+    """The column values of an outcome's Task row, ready for the database driver."""
+    message = outcome.message
+    return (
+        message.id, message.name[:100], message.func_name[:256], message.hook_name,
+        encode(message.args), encode(message.kwargs), encode(outcome.result), message.group,
+        outcome.cluster or message.cluster, stamp(message.started or outcome.started),
+        stamp(outcome.stopped), outcome.success, outcome.attempt,
+    )  # fmt: skip
+
+
+def write_outcomes(outcomes: list[TaskOutcome]) -> None:
     """Write result rows in one statement per chunk: new ones inserted, an earlier failure
     of the same id updated, an earlier success kept (as Django-Q2 does)."""
-    if not rows:
-        return []
+    if not outcomes:
+        return
     using = router.db_for_write(Task)
     connection = connections[using]
     if connection.vendor not in ("postgresql", "sqlite"):
-        return save_rows_portable(rows)
-    fields = [Task._meta.get_field(name) for name in COLUMNS]
+        save_rows_portable([task_row(o) for o in outcomes])
+        return
+    stamp = connection.ops.adapt_datetimefield_value
     table = connection.ops.quote_name(Task._meta.db_table)
     columns = ", ".join(connection.ops.quote_name(name) for name in COLUMNS)
     updates = ", ".join(f"{name} = excluded.{name}" for name in UPDATE_FIELDS)
     placeholders = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
     with connection.cursor() as cursor:
-        for start in range(0, len(rows), UPSERT_CHUNK):
-            chunk = rows[start : start + UPSERT_CHUNK]
-            params = [
-                field.get_db_prep_save(getattr(row, field.attname), connection)
-                for row in chunk
-                for field in fields
-            ]
+        for start in range(0, len(outcomes), UPSERT_CHUNK):
+            chunk = outcomes[start : start + UPSERT_CHUNK]
+            params = [value for o in chunk for value in outcome_values(o, stamp)]
             cursor.execute(
                 f"INSERT INTO {table} ({columns}) VALUES {', '.join([placeholders] * len(chunk))} "
                 f"ON CONFLICT (id) DO UPDATE SET {updates} WHERE NOT {table}.success",
                 params,
             )
-    return rows
 
 
 def save_rows_portable(rows: list[Task]) -> list[Task]:
@@ -218,16 +229,19 @@ def save_rows_portable(rows: list[Task]) -> list[Task]:
     return rows
 
 
-def announce(outcome: TaskOutcome, task: Task) -> None:
-    """Call the result hook and send ``post_execute``; neither may lose the result."""
+def announce(outcome: TaskOutcome) -> None:
+    """Call the result hook with the Task and send ``post_execute``; neither may lose the
+    result."""
     message = outcome.message
     if message.hook:
         try:
-            resolve(message.hook)(task)
+            resolve(message.hook)(task_row(outcome))
         except Exception:
             logger.exception(
                 "result hook failed: task_id=%s hook=%s", message.id, message.hook_name
             )
+    if not signals.post_execute.has_listeners(signals.SENDER):
+        return
     package = message.to_dict()
     package.update(result=outcome.result, success=outcome.success, stopped=outcome.stopped)
     try:

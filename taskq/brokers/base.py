@@ -131,6 +131,12 @@ class Broker(ABC):
         """An ack id from its text form (as worker slots store it)."""
         return text
 
+    @property
+    def pushes(self) -> bool:
+        """True when :meth:`wait` returns as soon as a task is enqueued (a push wake-up),
+        so that an idle cluster can poll slowly."""
+        return False
+
     def wait(self, timeout: float) -> None:
         """Block until new work may be there, or ``timeout`` seconds pass.
 

@@ -126,6 +126,12 @@ class OrmBroker(Broker):
     def database_name(self) -> str:
         return str(self.connection.settings_dict["NAME"])
 
+    @property
+    def pushes(self) -> bool:
+        if isinstance(self.listener, DatagramListener):
+            return self.listener.sock is not None
+        return isinstance(self.listener, PostgresListener)
+
     def wait(self, timeout: float) -> None:
         """Block until an enqueue wakes this queue (NOTIFY / a datagram), or ``timeout``."""
         if self.listener is None:

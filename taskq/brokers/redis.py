@@ -269,6 +269,10 @@ class RedisBroker(Broker):
     def prune_clusters(self, older_than: float) -> int:
         return int(self.run("prune", repr(float(older_than))))
 
+    @property
+    def pushes(self) -> bool:
+        return True
+
     def wait(self, timeout: float) -> None:
         """Block on the queue's wake-up list until a task is enqueued or ``timeout`` passes."""
         with contextlib.suppress(redis.TimeoutError):  # a shorter socket_timeout: just wake

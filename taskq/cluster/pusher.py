@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +30,7 @@ from .state import Shared
 logger = logging.getLogger(__name__)
 
 MIN_PAUSE = 0.005
+PUSHED_POLL = 1.0  # seconds between polls of an idle queue that has push wake-ups
 GATHER = 0.002  # seconds to gather free capacity into one claim while workers are busy
 
 
@@ -91,7 +93,8 @@ class Pusher:
         """``(message, delivery)`` for a worker, or a failed outcome for an unreadable package."""
         try:
             task = signing.loads(delivery.payload, salt=self.config.name)
-            return TaskMessage.from_dict(task), delivery
+            # the worker needs no payload: the Sentinel reads it back if the worker dies
+            return TaskMessage.from_dict(task), replace(delivery, payload="")
         except InvalidSignature as exc:
             logger.error("refused a queued package: ack_id=%s reason=%s", delivery.ack_id, exc)
             return poisoned(delivery, str(exc), now)
@@ -111,7 +114,9 @@ class Pusher:
                 self.pause = MIN_PAUSE
                 continue
             self.idle(self.pause)
-            self.pause = min(self.pause * 2, self.config.poll)
+            # with a push wake-up the poll is only a safety net (and for run_after)
+            limit = max(self.config.poll, PUSHED_POLL) if self.broker.pushes else self.config.poll
+            self.pause = min(self.pause * 2, limit)
 
     def idle(self, seconds: float) -> None:
         """Wait for new work: the broker's push wake-up where it has one, else a sleep."""
