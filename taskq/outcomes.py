@@ -83,10 +83,8 @@ def record(outcomes: Sequence[TaskOutcome], broker: Broker, config: ClusterConfi
     """Save, acknowledge and announce a batch of outcomes."""
     done = Recorded()
     final = []
-    for outcome in outcomes:
+    for outcome in first_per_claim(outcomes, done.rejected):
         (done.retried if should_retry(outcome, config) else final).append(outcome)
-    if done.retried:
-        broker.release([o.delivery for o in done.retried if o.delivery is not None])
     cached = [o for o in final if o.message.cached]
     stored = [o for o in final if not o.message.cached]
     results_db = router.db_for_write(Task)
@@ -106,6 +104,8 @@ def record(outcomes: Sequence[TaskOutcome], broker: Broker, config: ClusterConfi
                 done.rejected.append(outcome)
         done.saved = [o for o in accepted if not o.message.cached and should_save(o, config)]
         write_outcomes(done.saved)
+    if done.retried:  # after the acks: a retry never undoes another outcome's ack
+        broker.release([o.delivery for o in done.retried if o.delivery is not None])
     for outcome in done.rejected:
         logger.warning(
             "late result rejected: task_id=%s attempt=%s (its claim was rescued)",
@@ -121,6 +121,30 @@ def record(outcomes: Sequence[TaskOutcome], broker: Broker, config: ClusterConfi
     for group in {o.message.group: o.message for o in accepted if o.message.iter_count}.items():
         collate_iter(group[1], broker, config)
     return done
+
+
+def first_per_claim(
+    outcomes: Sequence[TaskOutcome], rejected: list[TaskOutcome]
+) -> list[TaskOutcome]:
+    """One outcome per claim: when a worker's result and the Sentinel's settlement of the
+    same claim meet in one batch (the worker died just after its task returned), the
+    success wins and the other is rejected."""
+    chosen: dict[tuple[Any, Any], TaskOutcome] = {}
+    result = []
+    for outcome in outcomes:
+        d = outcome.delivery
+        if d is None:
+            result.append(outcome)
+            continue
+        key = (d.ack_id, d.token)
+        if key not in chosen:
+            chosen[key] = outcome
+        elif outcome.success and not chosen[key].success:
+            rejected.append(chosen[key])
+            chosen[key] = outcome
+        else:
+            rejected.append(outcome)
+    return result + list(chosen.values())
 
 
 def collate_iter(message: TaskMessage, broker: Broker, config: ClusterConfig) -> Task | None:

@@ -82,3 +82,16 @@ def spawn_child() -> int:
     child.start()
     child.join()
     return child.exitcode
+
+
+def segfault() -> None:
+    import ctypes
+
+    ctypes.string_at(0)
+
+
+class Unpicklable:
+    """Unpickling it raises: a payload that passes its signature but cannot be read."""
+
+    def __reduce__(self):
+        return (fail, ("cannot be unpickled",))

@@ -255,3 +255,51 @@ def test_a_stopped_cluster_loses_its_task_to_another_and_its_late_result_is_reje
     assert starts(path, "frozen") == 2
     assert Task.objects.filter(id=task_id).count() == 1
     assert "late result rejected" in out
+
+
+def test_signal_storms_never_hang() -> None:
+    cluster = clusters.start(workers=2)
+    time.sleep(0.2)  # still starting
+    cluster.send_signal(signal.SIGINT)
+    clusters.stop(cluster, signal.SIGINT, timeout=20)
+    busy = clusters.start(workers=2)
+    async_task("taskq_tests.jobs.sleep", 2)
+    time.sleep(1)
+    for _ in range(3):
+        busy.send_signal(signal.SIGTERM)
+    clusters.stop(busy, signal.SIGTERM, timeout=20)
+
+
+def test_a_hundred_crashing_tasks_leave_the_cluster_working() -> None:
+    crashes = [async_task("taskq_tests.jobs.segfault") for _ in range(40)]
+    crashes += [async_task("taskq_tests.jobs.hard_exit") for _ in range(30)]
+    crashes += [async_task("taskq_tests.jobs.exit_worker") for _ in range(30)]
+    fine = [async_task("taskq_tests.jobs.add", i, 1) for i in range(20)]
+    done = clusters.run_once(limit=180)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert Failure.objects.filter(id__in=crashes).count() == 100
+    assert [result(i) for i in fine] == [i + 1 for i in range(20)]
+
+
+def test_poison_payloads_become_failures_and_healthy_tasks_flow(tmp_path) -> None:
+    broker = get_broker()
+    package = signing.dumps  # a payload signed correctly that unpickling breaks on
+    from taskq_tests.jobs import Unpicklable
+
+    broker.enqueue(package({"id": "b" * 32, "boom": Unpicklable()}, salt="tests"))
+    gone = package(
+        {"id": "c" * 32, "name": "gone", "func": "taskq_tests.jobs.removed_since", "args": (),
+         "kwargs": {}},
+        salt="tests",
+    )  # fmt: skip
+    broker.enqueue(gone)
+    big = async_task("taskq_tests.jobs.echo", "x" * 5_000_000)
+    ok = async_task("taskq_tests.jobs.add", 1, 2)
+    done = clusters.run_once()
+    assert done.returncode == 0, done.stdout + done.stderr
+    reasons = [f.result for f in Failure.objects.all()]
+    assert any("cannot be unpickled" in r for r in reasons)
+    assert "removed_since" in Failure.objects.get(id="c" * 32).result
+    assert len(result(big)["args"][0]) == 5_000_000
+    assert result(ok) == 3
+    assert OrmQ.objects.count() == 0

@@ -16,7 +16,7 @@ from taskq.cluster.state import Shared, WorkerState, running
 from taskq.cluster.worker import Worker
 from taskq.conf import get_config, replace
 from taskq.messages import TaskOutcome
-from taskq.models import Failure, OrmQ, Success
+from taskq.models import Failure, OrmQ, Success, Task
 from taskq.tasks import async_task
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -176,3 +176,22 @@ def test_cpu_affinity_pins_each_worker() -> None:
     assert cpus_for(0, 0) is None
     assert cpus_for(0, 1) == [available[0]]
     assert cpus_for(1, 1) == [available[1 % len(available)]]
+
+
+def test_a_worker_killed_after_its_task_returned_leaves_one_result() -> None:
+    task_id = async_task("taskq_tests.jobs.add", 1, 1, max_attempts=2)
+    _config, shared, pusher, worker, monitor = roles()
+    pusher.step()
+    message, delivery = shared.task_queue.get(timeout=1)
+    worker.run_one(message, delivery)  # the outcome is on its way to the Monitor...
+    real = pickle.loads(drain(shared.result_queue)[0])
+    sentinel = Sentinel(replace(get_config(), workers=1))
+    task = {"task_id": task_id, "task_name": "n", "ack_id": str(delivery.ack_id),
+            "token": delivery.token, "attempt": 1, "since": 0.0, "deadline": 0.0}  # fmt: skip
+    sentinel.settle(task, "worker died (exit code -9)")  # ...when the worker is killed
+    settled = sentinel.shared.result_queue.get(timeout=1)
+    monitor.pending.extend([real, settled])
+    monitor.flush()
+    assert Task.objects.filter(id=task_id).count() == 1
+    assert Success.objects.get(id=task_id).result == 2
+    assert shared.rejected.value == 1
