@@ -112,3 +112,19 @@ def test_sqlite_without_wal_warns(monkeypatch) -> None:
 
 def test_the_test_settings_pass_every_check() -> None:
     assert check_settings() == []
+
+
+@pytest.mark.django_db
+def test_manage_py_check_reports_a_misspelt_key_with_a_hint() -> None:
+    import subprocess
+    import sys
+
+    from taskq_tests import clusters
+
+    done = subprocess.run(
+        [sys.executable, "-m", "django", "check"], env=clusters.cluster_env(wokers=4),
+        cwd=clusters.ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert "taskq.W001" in output
+    assert "Did you mean 'workers'?" in output
