@@ -201,8 +201,21 @@ def encode(value: Any) -> str | None:
     return None if value is None else encode_value(value)
 
 
-COLUMNS = ("id", "name", "func", "hook", "args", "kwargs", "result", "group", "cluster",
-           "started", "stopped", "success", "attempt_count")  # fmt: skip
+COLUMNS = (
+    "id",
+    "name",
+    "func",
+    "hook",
+    "args",
+    "kwargs",
+    "result",
+    "group",
+    "cluster",
+    "started",
+    "stopped",
+    "success",
+    "attempt_count",
+)
 UPSERT_CHUNK = 500
 
 
@@ -210,11 +223,20 @@ def outcome_values(outcome: TaskOutcome, stamp: Any) -> tuple[Any, ...]:
     """The column values of an outcome's Task row, ready for the database driver."""
     message = outcome.message
     return (
-        message.id, message.name[:100], message.func_name[:256], message.hook_name,
-        encode(message.args), encode(message.kwargs), encode(outcome.result), message.group,
-        outcome.cluster or message.cluster, stamp(message.started or outcome.started),
-        stamp(outcome.stopped), outcome.success, outcome.attempt,
-    )  # fmt: skip
+        message.id,
+        message.name[:100],
+        message.func_name[:256],
+        message.hook_name,
+        encode(message.args),
+        encode(message.kwargs),
+        encode(outcome.result),
+        message.group,
+        outcome.cluster or message.cluster,
+        stamp(message.started or outcome.started),
+        stamp(outcome.stopped),
+        outcome.success,
+        outcome.attempt,
+    )
 
 
 def write_outcomes(outcomes: list[TaskOutcome]) -> None:

@@ -166,7 +166,7 @@ class RedisServer:
             "--appendfsync", "always",
             "--daemonize", "no",
             "--protected-mode", "yes",
-        ]  # fmt: skip
+        ]
         self.process = subprocess.Popen(
             command,
             cwd=self.tempdir,

@@ -40,7 +40,7 @@ def test_racing_claimers_take_each_task_exactly_once() -> None:
             cwd=clusters.ROOT,
             stdout=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         for n in range(4)
     ]
     claimed: list[int] = []

@@ -288,10 +288,15 @@ def test_poison_payloads_become_failures_and_healthy_tasks_flow(tmp_path) -> Non
 
     broker.enqueue(package({"id": "b" * 32, "boom": Unpicklable()}, salt="tests"))
     gone = package(
-        {"id": "c" * 32, "name": "gone", "func": "taskq_tests.jobs.removed_since", "args": (),
-         "kwargs": {}},
+        {
+            "id": "c" * 32,
+            "name": "gone",
+            "func": "taskq_tests.jobs.removed_since",
+            "args": (),
+            "kwargs": {},
+        },
         salt="tests",
-    )  # fmt: skip
+    )
     broker.enqueue(gone)
     big = async_task("taskq_tests.jobs.echo", "x" * 5_000_000)
     ok = async_task("taskq_tests.jobs.add", 1, 2)

@@ -127,8 +127,15 @@ def test_sentinel_settles_the_task_of_a_dead_worker() -> None:
     task_id = async_task("taskq_tests.jobs.add", 1, 1, max_attempts=1)
     sentinel = Sentinel(replace(get_config(), workers=1))
     (delivery,) = sentinel.broker.claim(sentinel.id, 1)
-    task = {"task_id": task_id, "task_name": "n", "ack_id": str(delivery.ack_id),
-            "token": delivery.token, "attempt": 1, "since": 0.0, "deadline": 0.0}  # fmt: skip
+    task = {
+        "task_id": task_id,
+        "task_name": "n",
+        "ack_id": str(delivery.ack_id),
+        "token": delivery.token,
+        "attempt": 1,
+        "since": 0.0,
+        "deadline": 0.0,
+    }
     sentinel.settle(task, "worker died (exit code -9)")
     outcome = sentinel.shared.result_queue.get(timeout=1)
     assert outcome.message.id == task_id
@@ -186,8 +193,15 @@ def test_a_worker_killed_after_its_task_returned_leaves_one_result() -> None:
     worker.run_one(message, delivery)  # the outcome is on its way to the Monitor...
     real = pickle.loads(drain(shared.result_queue)[0])
     sentinel = Sentinel(replace(get_config(), workers=1))
-    task = {"task_id": task_id, "task_name": "n", "ack_id": str(delivery.ack_id),
-            "token": delivery.token, "attempt": 1, "since": 0.0, "deadline": 0.0}  # fmt: skip
+    task = {
+        "task_id": task_id,
+        "task_name": "n",
+        "ack_id": str(delivery.ack_id),
+        "token": delivery.token,
+        "attempt": 1,
+        "since": 0.0,
+        "deadline": 0.0,
+    }
     sentinel.settle(task, "worker died (exit code -9)")  # ...when the worker is killed
     settled = sentinel.shared.result_queue.get(timeout=1)
     monitor.pending.extend([real, settled])

@@ -122,9 +122,13 @@ def test_manage_py_check_reports_a_misspelt_key_with_a_hint() -> None:
     from taskq_tests import clusters
 
     done = subprocess.run(
-        [sys.executable, "-m", "django", "check"], env=clusters.cluster_env(wokers=4),
-        cwd=clusters.ROOT, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [sys.executable, "-m", "django", "check"],
+        env=clusters.cluster_env(wokers=4),
+        cwd=clusters.ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     output = done.stdout + done.stderr
     assert "taskq.W001" in output
     assert "Did you mean 'workers'?" in output

@@ -28,9 +28,13 @@ def test_worker_backend_runs_a_cluster_with_its_args() -> None:
     other = async_task("taskq_tests.jobs.add", 1, 1)
     process = subprocess.Popen(
         [sys.executable, "-m", "django", *command()],
-        env=clusters.cluster_env(), cwd=clusters.ROOT, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
+        env=clusters.cluster_env(),
+        cwd=clusters.ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         assert result(routed, wait=30_000) == 42
     finally:

@@ -93,8 +93,14 @@ class OrmBroker(Broker):
         func: str | None = None,
     ) -> int:
         db = self.connection
-        values = [self.list_key, payload, priority, task_id, name and name[:100],
-                  func and func[:256]]  # fmt: skip
+        values = [
+            self.list_key,
+            payload,
+            priority,
+            task_id,
+            name and name[:100],
+            func and func[:256],
+        ]
         with db.cursor() as cursor:
             if db.vendor == "postgresql":  # lock "due now" on the database's clock; wake pushers
                 cursor.execute(INSERT_POSTGRES, [*values, run_after, self.list_key])
@@ -106,10 +112,14 @@ class OrmBroker(Broker):
                 transaction.on_commit(self.waker().wake, using=self.alias)
             else:
                 row = OrmQ(
-                    key=self.list_key, payload=payload, lock=run_after or Now(),
-                    priority=priority, task_ident=task_id, task_name=values[4],
+                    key=self.list_key,
+                    payload=payload,
+                    lock=run_after or Now(),
+                    priority=priority,
+                    task_ident=task_id,
+                    task_name=values[4],
                     task_func=values[5],
-                )  # fmt: skip
+                )
                 row.save(using=self.alias, force_insert=True)
                 row_id = row.pk
         return row_id
