@@ -203,7 +203,8 @@ def submit(
     payload = package(message, config)
     if broker is None:
         broker = get_broker(message.cluster or None, config=config)
-    signals.pre_enqueue.send(sender=signals.SENDER, task=message.to_dict())
+    if signals.pre_enqueue.has_listeners(signals.SENDER):
+        signals.pre_enqueue.send(sender=signals.SENDER, task=message.to_dict())
     if sync or config.sync:
         run_sync(signing.loads(payload, salt=config.name), broker, config)
         return message.id

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 MIN_PAUSE = 0.005
 PUSHED_POLL = 1.0  # seconds between polls of an idle queue that has push wake-ups
-GATHER = 0.002  # seconds to gather free capacity into one claim while workers are busy
+GATHER = 0.001  # seconds to gather free capacity into one claim while workers have enough
 
 
 class Pusher:
@@ -47,7 +47,7 @@ class Pusher:
     def take_permits(self, wanted: int, wait: float) -> int:
         """Up to ``wanted`` permits; blocks up to ``wait`` seconds for the first one.
 
-        While the workers still have queued tasks, it gathers permits for a moment
+        While the workers still have a task each waiting, it gathers permits for a moment
         (``GATHER`` seconds) so that claims come in batches rather than one at a time.
         """
         if not self.shared.permits.acquire(timeout=wait):
@@ -59,11 +59,15 @@ class Pusher:
                 taken += 1
                 continue
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or self.shared.task_queue.empty():
-                break
+            if remaining <= 0 or self.queued() < self.config.workers:
+                break  # the workers would run dry before the next claim: claim now
             if self.shared.permits.acquire(timeout=remaining):
                 taken += 1
         return taken
+
+    def queued(self) -> int:
+        """Tasks waiting for a worker (claimed, not started)."""
+        return self.config.prefetch - self.shared.permits.get_value()
 
     def give_back(self, count: int) -> None:
         for _ in range(count):
