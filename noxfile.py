@@ -9,6 +9,8 @@
 - ``docs``: the Sphinx documentation, warnings as errors.
 - ``example``: the example project with an admin at http://127.0.0.1:8000/admin/
   (``nox -s example -- --check`` runs it unattended and exits).
+- ``browser``: headless Chromium (Debian's ``chromium``) tours the example project's admin
+  and saves a screenshot of each page (``taskq_tests/browser/tour.py``; ``-- --out DIR``).
 - ``bench``: taskq against Django-Q2 (``taskq_tests/bench/run.py``, docs/benchmark.md);
   not run by ``-t ci``. ``nox -s bench -- --quick`` takes under two minutes.
 """
@@ -148,6 +150,18 @@ def example(session: nox.Session) -> None:
     session.run(
         "python",
         "example_project/run.py",
+        *session.posargs,
+        interrupt_timeout=60,
+        terminate_timeout=10,
+    )
+
+
+@nox.session(tags=["ci"])
+def browser(session: nox.Session) -> None:
+    install_project(session, "playwright")  # drives /usr/bin/chromium: no browser download
+    session.run(
+        "python",
+        "taskq_tests/browser/tour.py",
         *session.posargs,
         interrupt_timeout=60,
         terminate_timeout=10,

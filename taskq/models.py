@@ -234,7 +234,7 @@ class Schedule(models.Model):
         ordering = ["next_run"]
 
     def __str__(self) -> str:
-        return self.func
+        return self.name or self.func
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         """Cron schedules start at their first match; a new or changed timetable is

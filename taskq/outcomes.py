@@ -26,7 +26,7 @@ from .models import Task
 
 logger = logging.getLogger(__name__)
 
-UPDATE_FIELDS = ("stopped", "result", "success", "attempt_count", "cluster")
+UPDATE_FIELDS = ("started", "stopped", "result", "success", "attempt_count", "cluster")
 
 
 @dataclass(slots=True)
