@@ -12,7 +12,7 @@
 - ``browser``: headless Chromium (Debian's ``chromium``) tours the example project's admin
   and saves a screenshot of each page (``taskq_tests/browser/tour.py``; ``-- --out DIR``).
 - ``bench``: taskq against Django-Q2 (``taskq_tests/bench/run.py``, docs/benchmark.md);
-  not run by ``-t ci``. ``nox -s bench -- --quick`` takes under two minutes.
+  not run by ``-t ci``. ``nox -s bench -- --quick`` (SQLite and PostgreSQL) takes under two minutes.
 """
 
 from __future__ import annotations

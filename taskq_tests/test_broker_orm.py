@@ -92,6 +92,13 @@ def test_release_returns_tasks_and_keeps_the_attempt_count() -> None:
     assert second[0].attempt == 2
 
 
+def test_release_of_unstarted_tasks_takes_back_the_attempt() -> None:
+    enqueue(1)
+    broker = get_broker()
+    broker.release(broker.claim("a", 1), unstarted=True)
+    assert broker.claim("a", 1)[0].attempt == 1
+
+
 def test_release_with_delay_sets_the_lock() -> None:
     enqueue(1)
     broker = get_broker()

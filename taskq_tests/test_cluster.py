@@ -106,6 +106,7 @@ def test_sigterm_finishes_running_tasks_and_releases_the_rest_at_once(tmp_path) 
     broker = get_broker()
     assert broker.lock_size() == 0  # nothing left claimed
     assert broker.ready_size() == 60 - len(ended)  # the rest is claimable at once
+    assert not OrmQ.objects.filter(attempt__gt=0).exists()  # and no attempt was spent on it
     assert Cluster.objects.count() == 0
 
 

@@ -96,8 +96,13 @@ class Broker(ABC):
         """
 
     @abstractmethod
-    def release(self, deliveries: Iterable[Delivery], *, delay: float = 0) -> int:
-        """Give claimed tasks back to the queue (fenced by token); returns how many."""
+    def release(
+        self, deliveries: Iterable[Delivery], *, delay: float = 0, unstarted: bool = False
+    ) -> int:
+        """Give claimed tasks back to the queue (fenced by token); returns how many.
+
+        ``unstarted=True`` (tasks handed back before any worker started them) takes back
+        the attempt their claim counted."""
 
     @abstractmethod
     def orphans(self, retry: float) -> list[Delivery]:

@@ -262,9 +262,12 @@ class OrmBroker(Broker):
             OrmQ.objects.using(self.alias).filter(id__in=[i for i, _ in found]).delete()
         return found
 
-    def release(self, deliveries: Iterable[Delivery], *, delay: float = 0) -> int:
+    def release(
+        self, deliveries: Iterable[Delivery], *, delay: float = 0, unstarted: bool = False
+    ) -> int:
         released = 0
         lock = timezone.now() + timedelta(seconds=delay) if delay else None
+        uncount = {"attempt": F("attempt") - 1} if unstarted else {}
         by_token: dict[str | None, list[Any]] = {}
         for delivery in deliveries:
             by_token.setdefault(delivery.token, []).append(delivery.ack_id)
@@ -272,7 +275,7 @@ class OrmBroker(Broker):
             released += (
                 OrmQ.objects.using(self.alias)
                 .filter(id__in=ids, token=token)
-                .update(owner=None, token=None, claimed=None, lock=lock)
+                .update(owner=None, token=None, claimed=None, lock=lock, **uncount)
             )
         return released
 

@@ -220,9 +220,13 @@ class RedisBroker(Broker):
             flat, self.unsent_acks = self.unsent_acks, []
             self.remove_acked(flat)
 
-    def release(self, deliveries: Iterable[Delivery], *, delay: float = 0) -> int:
+    def release(
+        self, deliveries: Iterable[Delivery], *, delay: float = 0, unstarted: bool = False
+    ) -> int:
         flat = pairs_of(deliveries)
-        return int(self.run("release", repr(float(delay)), *flat)) if flat else 0
+        if not flat:
+            return 0
+        return int(self.run("release", repr(float(delay)), "1" if unstarted else "0", *flat))
 
     def orphans(self, retry: float) -> list[Delivery]:
         rows = self.run("orphans", repr(float(retry)), self.owner_id)

@@ -135,13 +135,17 @@ return out
 RELEASE = """
 local t = now()
 local delay = tonumber(ARGV[2])
+local uncount = ARGV[3] == '1'
 local n = 0
-for i = 3, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
   local id = ARGV[i]
   local key = tkey(id)
   local f = redis.call('HMGET', key, 'token', 'queue', 'owner', 'rank')
   if f[1] == ARGV[i + 1] then
     unclaim(id, key, f[2], f[3])
+    if uncount then
+      redis.call('HINCRBY', key, 'attempt', -1)
+    end
     if delay > 0 then
       redis.call('ZADD', qkey(f[2], 'delayed'), t + delay, id)
     else

@@ -300,7 +300,7 @@ class Sentinel:
             if isinstance(item, tuple) and item[1] is not None:
                 held.append(item[1])
         if held:
-            released = self.broker.release(held)
+            released = self.broker.release(held, unstarted=True)
             logger.info("gave %s held tasks back to the queue", released)
 
     def finish(self) -> None:

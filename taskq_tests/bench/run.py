@@ -3,12 +3,13 @@
 Standard library only: it runs with whatever Python nox (or you) start it with::
 
     python taskq_tests/bench/run.py            # 3 runs of everything, medians (long)
-    python taskq_tests/bench/run.py --quick    # small N, one run: under two minutes
+    python taskq_tests/bench/run.py --quick    # small N, one run, SQLite and PG: under two minutes
     python taskq_tests/bench/run.py --systems taskq --db sqlite --workloads W2,W3
 
 It builds one virtualenv per system (taskq from this checkout; django-q2==1.11.1 from
-PyPI; both with the same Django and psycopg), starts a throwaway PostgreSQL on
-127.0.0.1 unless ``TASKQ_PG_HOST`` is set, runs every workload of ``workload.py`` for
+PyPI; both with the same Django, psycopg and redis), starts a throwaway PostgreSQL on
+127.0.0.1 unless ``TASKQ_PG_HOST`` is set (and a throwaway redis-server for ``--db
+redis``: results in SQLite, the queue in Redis), runs every workload of ``workload.py`` for
 each system and database, each run bounded in time, and prints the settings, the
 versions and one table of medians with the ratios taskq / Django-Q2 and the targets.
 Every run's figures are also written as JSON (the path is printed at the end).
@@ -39,13 +40,23 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEMS = ("taskq", "django-q2")
-DATABASES = ("sqlite", "postgres")
-LABEL = {"taskq": "taskq", "django-q2": "Django-Q2", "sqlite": "SQLite", "postgres": "PG"}
+DATABASES = ("sqlite", "postgres", "redis")  # "redis": results in SQLite, the queue in Redis
+LABEL = {
+    "taskq": "taskq",
+    "django-q2": "Django-Q2",
+    "sqlite": "SQLite",
+    "postgres": "PG",
+    "redis": "Redis",
+}
 DJANGO = "django>=5.2,<5.3"  # the same Django for both systems
 PSYCOPG = "psycopg[binary]"
 DJANGO_Q2 = "django-q2==1.11.1"
 BUILD = ["setuptools>=69", "wheel"]
 Q_CLUSTER = {"name": "bench", "orm": "default"}  # + "workers"; everything else default
+# On Redis, "orm" goes (Django-Q2 would pick its ORM broker) and every result is kept, so
+# that a drain ends when its results are all stored (the queue is no longer a table).
+REDIS_Q_CLUSTER = {"save_limit": 0}
+K1_Q_CLUSTER = {"retry": 5}  # K1 only: a dead cluster's tasks come back after 5 s (taskq)
 PG_DATABASE = "taskq_bench"
 W3_GAP_MS = 200  # as workload.W3_GAP
 SETUP_ALLOWANCE = 180.0  # seconds a run may take beyond its bound: migrate, stop, clean-up
@@ -93,17 +104,19 @@ class Job:
     workloads: tuple[str, ...]
     workers: int
     memory: bool = False
+    dbs: tuple[str, ...] = DATABASES  # the databases it runs on
 
     def bound(self, sizes: Sizes, system: str) -> float:
         """Seconds the measurements may take (generous: Django-Q2 may drain ~15 tasks/s)."""
         n, latency, sleeps = sizes.tasks[system], sizes.latency[system], sizes.sleeps[system]
         seconds = {"W1": n / 10, "W2": n / 5, "W3": latency * 1.0, "W4": sleeps * 0.5}
+        seconds["K1"] = 30 + 60  # up to the first task, then --kill-wait
         return 60 + sum(seconds[w] for w in self.workloads)
 
 
 def plan_jobs(wanted: set[str], sizes: Sizes) -> list[Job]:
     """W1 fills the queue that W2 drains with 2 workers; W5 rides on W2 with 4 workers;
-    W3 then W4 run on one idle cluster."""
+    W3 then W4 run on one idle cluster; K1 (Redis only) has a cluster of its own."""
     jobs = []
     first = tuple(w for w in ("W1", "W2") if w in wanted)
     if first:
@@ -113,6 +126,8 @@ def plan_jobs(wanted: set[str], sizes: Sizes) -> list[Job]:
     idle = tuple(w for w in ("W3", "W4") if w in wanted)
     if idle:
         jobs.append(Job("idle-8w", idle, workers=sizes.sleep_workers))
+    if "K1" in wanted:
+        jobs.append(Job("kill-4w", ("K1",), workers=4, dbs=("redis",)))
     return jobs
 
 
@@ -128,6 +143,7 @@ class Row:
     ratio_max: float | None = None
     value_min: float | None = None
     value_max: float | None = None
+    ratio: bool = True  # whether taskq / Django-Q2 means anything
 
 
 ROWS = (
@@ -155,8 +171,8 @@ ROWS = (
         "W2",
         "rate",
         "{:,.0f}",
-        "≥50x SQLite, ≥100x PG",
-        ratio_min={"sqlite": 50, "postgres": 100},
+        "≥50x SQLite, ≥100x PG, ≥2x Redis",
+        ratio_min={"sqlite": 50, "postgres": 100, "redis": 2},
     ),
     Row("W2 4 w., after 1st result, tasks/s", "drain-4w", "W2", "steady_rate", "{:,.0f}"),
     Row("W2 4 w., start to 1st result, s", "drain-4w", "W2", "first_s", "{:.2f}"),
@@ -182,6 +198,25 @@ ROWS = (
         ratio_max=1.0,
     ),
     Row("W5 peak PSS, 4 workers, MiB", "drain-4w", "W2", "pss_peak_mib", "{:.0f}"),
+    Row(
+        "K1 tasks lost after SIGKILL (Redis)",
+        "kill-4w",
+        "K1",
+        "lost",
+        "{:.0f}",
+        "0",
+        value_max=0,
+        ratio=False,
+    ),
+    Row(
+        "K1 not run, failure stored (Redis)",
+        "kill-4w",
+        "K1",
+        "not_run_failed",
+        "{:.0f}",
+        ratio=False,
+    ),
+    Row("K1 tasks run twice (Redis)", "kill-4w", "K1", "ran_twice", "{:.0f}", ratio=False),
 )
 
 
@@ -249,7 +284,8 @@ def build_taskq(envdir: Path, scratch: Path) -> Path:
     """
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     python = ensure_venv(
-        envdir / "taskq", [*BUILD, *project.get("dependencies", []), DJANGO, PSYCOPG]
+        envdir / "taskq",
+        [*BUILD, *project.get("dependencies", []), DJANGO, PSYCOPG, *redis_requirements()],
     )
     source = scratch / "taskq-source"
     digest = hashlib.sha256()
@@ -270,8 +306,14 @@ def build_taskq(envdir: Path, scratch: Path) -> Path:
     return python
 
 
+def redis_requirements() -> list[str]:
+    """taskq's ``redis`` extra: the ``redis`` package of both virtualenvs."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return list(project.get("optional-dependencies", {}).get("redis", ["redis"]))
+
+
 def build_django_q2(envdir: Path) -> Path:
-    python = ensure_venv(envdir / "django-q2", [DJANGO_Q2, DJANGO, PSYCOPG])
+    python = ensure_venv(envdir / "django-q2", [DJANGO_Q2, DJANGO, PSYCOPG, *redis_requirements()])
     expose_checkout(python)
     return python
 
@@ -280,14 +322,48 @@ def build_django_q2(envdir: Path) -> Path:
 
 
 def load_pgserver() -> ModuleType:
-    path = ROOT / "taskq_tests" / "pgserver.py"
-    spec = importlib.util.spec_from_file_location("taskq_pgserver", path)
+    return load_helper("pgserver")
+
+
+def load_helper(name: str) -> ModuleType:
+    """``taskq_tests/<name>.py`` (standard library only), without importing the package."""
+    path = ROOT / "taskq_tests" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"taskq_{name}", path)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def redis_available() -> bool:
+    try:
+        load_helper("redisserver").find_server()
+    except Exception:
+        return False
+    return True
+
+
+def cluster_settings(
+    q_cluster: dict[str, Any], system: str, db: str, job: Job, redis: tuple[str, int] | None
+) -> dict[str, Any]:
+    """Q_CLUSTER of one run: the common settings, and on Redis the broker and save_limit."""
+    settings = {**q_cluster, "workers": job.workers}
+    if db == "redis":
+        assert redis is not None
+        host, port = redis
+        settings.pop("orm", None)
+        settings = {**settings, **REDIS_Q_CLUSTER}
+        if "K1" in job.workloads:
+            settings.update(K1_Q_CLUSTER)
+        # taskq takes a URL; Django-Q2 redis.Redis arguments (it takes a URL too)
+        settings["redis"] = (
+            f"redis://{host}:{port}/0"
+            if system == "taskq"
+            else {"host": host, "port": port, "db": 0}
+        )
+    return settings
 
 
 # -- running the jobs ------------------------------------------------------------------
@@ -320,6 +396,7 @@ def run_job(
     pg_env: dict[str, str],
     workdir: Path,
     conn_max_age: str,
+    redis: tuple[str, int] | None = None,
 ) -> dict[str, Any]:
     """Run one measurement in its own process group; never longer than its bound."""
     workdir.mkdir(parents=True)
@@ -333,7 +410,8 @@ def run_job(
         BENCH_DB=db,
         BENCH_SQLITE_NAME=str(workdir / "bench.sqlite3"),
         BENCH_PG_NAME=PG_DATABASE,
-        BENCH_Q_CLUSTER=json.dumps({**q_cluster, "workers": job.workers}),
+        BENCH_Q_CLUSTER=json.dumps(cluster_settings(q_cluster, system, db, job, redis)),
+        BENCH_REDIS_URL=f"redis://{redis[0]}:{redis[1]}/0" if redis else "",
         BENCH_PGID_FILE=str(pgid_file),
         BENCH_CONN_MAX_AGE=conn_max_age,
         **pg_env,
@@ -412,7 +490,9 @@ def build_table(
     jobs: list[Job],
 ) -> tuple[str, dict[str, Any]]:
     """The table (Markdown) and the medians behind it."""
-    measured = {(job.key, workload) for job in jobs for workload in job.workloads}
+    measured = {
+        (job.key, workload) for job in jobs if set(job.dbs) & set(dbs) for workload in job.workloads
+    }
     compare = systems == list(SYSTEMS)
     header = ["metric (median)"]
     for db in dbs:
@@ -442,7 +522,7 @@ def build_table(
                 line.append(text)
             if compare:
                 taskq, other = values["taskq"], values["django-q2"]
-                if taskq is None or not other:
+                if taskq is None or not other or not row.ratio:
                     line.append("—")
                     continue
                 ratio = taskq / other
@@ -528,13 +608,17 @@ def main(argv: list[str] | None = None) -> int:
         "--systems", default="taskq,django-q2", type=lambda t: parse_list(t, SYSTEMS, "--systems")
     )
     parser.add_argument(
-        "--db", default="sqlite,postgres", type=lambda t: parse_list(t, DATABASES, "--db")
+        "--db",
+        default=None,
+        type=lambda t: parse_list(t, DATABASES, "--db"),
+        help="redis: results in SQLite, the broker Redis (default: sqlite,postgres, plus "
+        "redis outside --quick when redis-server is installed)",
     )
     parser.add_argument(
         "--workloads",
-        default="W1,W2,W3,W4,W5",
-        type=lambda t: parse_list(t, ("W1", "W2", "W3", "W4", "W5"), "--workloads"),
-        help="W5 is measured during W2's 4-worker run",
+        default="W1,W2,W3,W4,W5,K1",
+        type=lambda t: parse_list(t, ("W1", "W2", "W3", "W4", "W5", "K1"), "--workloads"),
+        help="W5 is measured during W2's 4-worker run; K1 runs on Redis only",
     )
     parser.add_argument("--n", type=int, help="tasks of W1 and W2, both systems")
     parser.add_argument("--latency-n", type=int, help="tasks of W3, both systems")
@@ -570,6 +654,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep every run's directory and logs")
     args = parser.parse_args(argv)
+    if args.db is None:  # --quick keeps to two minutes: Redis rows on request only
+        with_redis = redis_available() and not args.quick
+        args.db = ["sqlite", "postgres"] + (["redis"] if with_redis else [])
 
     sizes = QUICK if args.quick else FULL
     if args.runs:
@@ -587,6 +674,8 @@ def main(argv: list[str] | None = None) -> int:
     json_path = args.json or ROOT / ".nox" / "bench-results" / f"bench-{stamp}.json"
     scratch = Path(tempfile.mkdtemp(prefix="taskq-bench-"))
     server = None
+    redis_server = None
+    redis: tuple[str, int] | None = None
     failed = False
     try:
         args.envdir.mkdir(parents=True, exist_ok=True)
@@ -612,11 +701,20 @@ def main(argv: list[str] | None = None) -> int:
                 pg_note = f"throwaway server on {server.host}:{server.port} ({conf})"
                 log(f"PostgreSQL from {server.bindir} on {server.host}:{server.port}")
 
+        redis_note = ""
+        if "redis" in args.db:
+            redisserver = load_helper("redisserver")
+            redis_server = redisserver.RedisServer().start()
+            redis = (redis_server.host, redis_server.port)
+            redis_note = f"throwaway server {redis_server.binary} on {redis[0]}:{redis[1]}"
+            log(f"Redis: {redis_note}")
+
         plan = [
             (run, db, job, system)
             for run in range(sizes.runs)
             for db in args.db
             for job in jobs
+            if db in job.dbs
             for system in args.systems
         ]
         results: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
@@ -642,6 +740,7 @@ def main(argv: list[str] | None = None) -> int:
                     pg_env,
                     workdir,
                     args.conn_max_age,
+                    redis if db == "redis" else None,
                 )
                 log(
                     f"{index}/{len(plan)} {LABEL[system]} {LABEL[db]} {job.key} "
@@ -650,7 +749,11 @@ def main(argv: list[str] | None = None) -> int:
                 for name, figures in outcome.get("figures", {}).items():
                     print(
                         f"    {name}: "
-                        + ", ".join(f"{k}={v:.4g}" for k, v in figures.items() if v is not None),
+                        + ", ".join(
+                            f"{k}={v:.4g}" if isinstance(v, int | float) else f"{k}={v!r}"
+                            for k, v in figures.items()
+                            if v is not None
+                        ),
                         flush=True,
                     )
             outcome["run"] = run + 1
@@ -665,7 +768,7 @@ def main(argv: list[str] | None = None) -> int:
         for outcome in outcomes:
             versions.update(outcome.get("versions", {}))
         elapsed = time.monotonic() - began
-        report = describe(args, sizes, q_cluster, versions, pg_note, elapsed)
+        report = describe(args, sizes, q_cluster, versions, pg_note, elapsed, redis_note)
         print()
         print(report)
         print()
@@ -705,6 +808,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if server is not None:
             server.stop()
+        if redis_server is not None:
+            redis_server.stop()
         if (failed or args.keep) and scratch.exists():
             print(f"Run directories kept in {scratch}")
         else:
@@ -728,6 +833,7 @@ def describe(
     versions: dict[str, str],
     pg_note: str,
     elapsed: float,
+    redis_note: str = "",
 ) -> str:
     mode = "quick (--quick)" if args.quick else "full"
 
@@ -753,6 +859,10 @@ def describe(
         "W4": f"{per_system(sizes.sleeps)} x {sizes.sleep * 1000:.0f} ms sleeps committed at "
         f"once on an idle cluster of {sizes.sleep_workers} workers (ideal {ideal()})",
         "W5": "peak memory of the qcluster process group during W2 with 4 workers",
+        "K1": "(Redis) 200 tasks of 0.2 s that append their number to a ledger file; qcluster "
+        "with 4 workers, SIGKILL to its process group 1 s after the first task is done, a new "
+        "qcluster until every task is accounted for (or idle 12 s, or 60 s); lost = neither "
+        "in the ledger nor with a result row",
     }
     lines = [
         f"taskq benchmark, {mode}: {sizes.runs} run(s) of each figure, in {elapsed / 60:.1f} min",
@@ -778,6 +888,14 @@ def describe(
         )
     if "postgres" in args.db:
         lines.append(f"PostgreSQL: {pg_note}; a new database per run")
+    if "redis" in args.db:
+        lines.append(
+            f"Redis: {redis_note}, FLUSHALL before each run; results in a new SQLite file per "
+            f'run (as above); Q_CLUSTER without "orm", with {json.dumps(REDIS_Q_CLUSTER)} '
+            '(W2 and W4 end when every result is stored) and "redis": a URL for taskq, '
+            '{"host", "port", "db": 0} for Django-Q2; K1 also with '
+            f"{json.dumps(K1_Q_CLUSTER)}"
+        )
     return "\n".join(lines)
 
 

@@ -3,9 +3,12 @@
 ``run.py`` sets the environment:
 
 - ``BENCH_SYSTEM``: ``taskq`` or ``django-q2`` (the app in ``INSTALLED_APPS``);
-- ``BENCH_DB``: ``sqlite`` (the file ``BENCH_SQLITE_NAME``) or ``postgres``
-  (``TASKQ_PG_HOST``/``PORT``/``USER``/``PASSWORD``, database ``BENCH_PG_NAME``);
-- ``BENCH_Q_CLUSTER``: ``Q_CLUSTER`` as JSON, the same for both systems;
+- ``BENCH_DB``: ``sqlite`` (the file ``BENCH_SQLITE_NAME``), ``postgres``
+  (``TASKQ_PG_HOST``/``PORT``/``USER``/``PASSWORD``, database ``BENCH_PG_NAME``) or
+  ``redis`` (results in the SQLite file ``BENCH_SQLITE_NAME``; the broker is the Redis
+  server of ``Q_CLUSTER["redis"]``, which ``run.py`` puts there);
+- ``BENCH_Q_CLUSTER``: ``Q_CLUSTER`` as JSON, the same for both systems (but for the form
+  of ``"redis"``: a URL for taskq, ``redis.Redis`` arguments for Django-Q2);
 - ``BENCH_CONN_MAX_AGE``: ``CONN_MAX_AGE`` of the database (``none``: persistent;
   default 0, as Django's).
 """
@@ -29,7 +32,7 @@ DB = os.environ.get("BENCH_DB", "sqlite")
 # Django's default is 0: a new connection for each request (and Django-Q2's every broker call).
 _AGE = os.environ.get("BENCH_CONN_MAX_AGE", "0").lower()
 CONN_MAX_AGE = None if _AGE in ("none", "") else int(_AGE)
-if DB == "sqlite":
+if DB in ("sqlite", "redis"):
     # The options taskq's installation guide recommends, for both systems.
     DATABASES = {
         "default": {
@@ -56,7 +59,7 @@ elif DB == "postgres":
         }
     }
 else:
-    raise RuntimeError(f"BENCH_DB must be 'sqlite' or 'postgres', not {DB!r}")
+    raise RuntimeError(f"BENCH_DB must be 'sqlite', 'postgres' or 'redis', not {DB!r}")
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 Q_CLUSTER = json.loads(os.environ.get("BENCH_Q_CLUSTER") or '{"name": "bench", "orm": "default"}')

@@ -14,7 +14,9 @@ and the cluster killed (its whole process group).
 
 Workloads (queue rows are counted with SQL on ``django_q_ormq``; both systems delete
 a row only after its result is saved, so an empty queue means every result is stored,
-whatever ``save_limit`` keeps):
+whatever ``save_limit`` keeps). With ``BENCH_DB=redis`` the queue is in Redis: a
+workload is done when the result rows (``django_q_task``, kept by ``save_limit`` 0) it
+expects exist, and the queue is counted with the system's broker (``queue_size()``):
 
 - ``W1``: enqueue ``--n`` no-op tasks one by one (autocommit) from this process: tasks/s.
 - ``W2``: drain the queue: W1's tasks if W1 ran first, else ``--n`` tasks committed at
@@ -25,6 +27,12 @@ whatever ``save_limit`` keeps):
 - ``W4``: on an idle cluster, commit ``--sleeps-n`` tasks that sleep ``--sleep`` s in one
   transaction and time until the queue is empty: efficiency against the ideal
   ``n * sleep / workers``.
+- ``K1`` (Redis): enqueue ``--kill-n`` tasks that sleep ``--kill-sleep`` s and then append
+  their number to a ledger file; start the cluster, SIGKILL its whole process group
+  ``--kill-after`` s after the first task is in the ledger, start a new cluster and let it
+  run until every task is accounted for, or the queue is empty and nothing happened for
+  ``K1_QUIET`` s, or ``--kill-wait`` s passed. Lost: tasks neither in the ledger nor with
+  a result row.
 """
 
 from __future__ import annotations
@@ -57,6 +65,8 @@ W3_GAP = 0.2  # most seconds between two W3 tasks (random: Django-Q2 polls every
 W2_POLL = 0.02
 W3_POLL = 0.001
 W4_POLL = 0.005
+K1_POLL = 0.1
+K1_QUIET = 12.0  # seconds without progress, the queue empty, that end K1 (retry 5 s, twice)
 MEMORY_SAMPLE = 0.05
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
@@ -74,11 +84,13 @@ class ClusterDied(Exception):
 
 def fresh_database() -> None:
     """A new, empty database for this run (before Django connects)."""
-    if DB == "sqlite":
+    if DB in ("sqlite", "redis"):
         name = Path(os.environ["BENCH_SQLITE_NAME"])
         for suffix in ("", "-wal", "-shm", "-journal"):
             with contextlib.suppress(FileNotFoundError):
                 Path(f"{name}{suffix}").unlink()
+        if DB == "redis":
+            redis_client().flushall()
         return
     import psycopg
     from psycopg import sql
@@ -106,6 +118,12 @@ def drop_database() -> None:
         )
 
 
+def redis_client() -> Any:
+    import redis
+
+    return redis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
+
+
 def pg_params() -> dict[str, Any]:
     """Connection to the configured database, from which the bench database is made."""
     return {
@@ -128,6 +146,21 @@ def scalar(query: str, params: tuple[Any, ...] = ()) -> Any:
 
 def queue_count() -> int:
     return scalar("SELECT COUNT(*) FROM django_q_ormq")
+
+
+def task_count() -> int:
+    return scalar("SELECT COUNT(*) FROM django_q_task")
+
+
+def pending() -> int:
+    """Tasks in the queue: rows of the ORM queue, or the Redis broker's ``queue_size()``."""
+    if DB != "redis":
+        return queue_count()
+    if SYSTEM == "taskq":
+        from taskq.brokers import get_broker
+    else:
+        from django_q.brokers import get_broker
+    return int(get_broker().queue_size())
 
 
 def result_exists(task_id: str) -> bool:
@@ -160,8 +193,11 @@ def versions() -> dict[str, str]:
         "django": importlib.metadata.version("django"),
         SYSTEM: importlib.metadata.version(DIST[SYSTEM]),
     }
-    if DB == "sqlite":
+    if DB in ("sqlite", "redis"):
         found["sqlite"] = sqlite3.sqlite_version
+        if DB == "redis":
+            found["redis-py"] = importlib.metadata.version("redis")
+            found["redis-server"] = redis_client().info("server")["redis_version"]
     else:
         found["psycopg"] = importlib.metadata.version("psycopg")
         found["postgresql"] = scalar("SHOW server_version")
@@ -339,7 +375,7 @@ def w1(args: argparse.Namespace, deadline: float, cluster: ClusterProcess) -> di
         if i % 100 == 0 and time.perf_counter() > deadline:
             raise Timeout(f"{i} of {args.n} enqueued within the time bound")
     elapsed = time.perf_counter() - start
-    queued = queue_count()
+    queued = pending()
     if queued != args.n + 1:
         raise RuntimeError(f"{queued} tasks in the queue, expected {args.n + 1}")
     return {"elapsed_s": elapsed, "rate": args.n / elapsed}
@@ -349,9 +385,16 @@ def w2(args: argparse.Namespace, deadline: float, cluster: ClusterProcess) -> di
     """Drain the queue: W1's tasks when W1 ran first, else ``n`` enqueued now (not timed)."""
     from taskq_tests.bench.tasks import noop
 
-    if queue_count() == 0:
+    if pending() == 0:
         enqueue_committed(args.n, noop)
-    total = queue_count()
+    total = pending()
+    results_before = task_count() if DB == "redis" else 0
+
+    def left_to_do() -> int:
+        if DB == "redis":  # the queue is in Redis: count the results (save_limit 0)
+            return total - (task_count() - results_before)
+        return queue_count()
+
     sampler: MemorySampler | None = None
     start = time.perf_counter()
     cluster.start()
@@ -362,7 +405,7 @@ def w2(args: argparse.Namespace, deadline: float, cluster: ClusterProcess) -> di
     done_at_first = 0
     try:
         while True:
-            left = queue_count()
+            left = left_to_do()
             now = time.perf_counter()
             if first is None and left < total:
                 first, done_at_first = now - start, total - left
@@ -463,10 +506,16 @@ def w4(args: argparse.Namespace, deadline: float, cluster: ClusterProcess) -> di
 
     figures = idle_cluster(cluster, deadline)
     n = args.sleeps_n or args.n
+    results_before = task_count() if DB == "redis" else 0
+    before = time.perf_counter()
     start = enqueue_committed(n, sleep, args.sleep)
+    if DB == "redis":  # each task is in Redis (and may run) as soon as it is sent
+        start = before
 
     def drained() -> bool:
         """the queue empty"""
+        if DB == "redis":  # every result stored (save_limit 0)
+            return task_count() >= results_before + n
         return queue_count() == 0
 
     end = wait_until(drained, W4_POLL, deadline, cluster)
@@ -481,7 +530,87 @@ def w4(args: argparse.Namespace, deadline: float, cluster: ClusterProcess) -> di
     }
 
 
-WORKLOADS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4}
+def ledger_numbers(path: Path) -> list[int]:
+    try:
+        return [int(line) for line in path.read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def k1(args: argparse.Namespace, deadline: float, cluster: ClusterProcess) -> dict[str, Any]:
+    """Tasks lost when a busy cluster is killed with SIGKILL, then a new one started."""
+    from taskq_tests.bench.tasks import ledger
+
+    if SYSTEM == "taskq":
+        from taskq.models import Task
+    else:
+        from django_q.models import Task
+    if cluster.proc is not None:
+        raise RuntimeError("K1 needs a cluster of its own (run it alone)")
+    path = Path("k1-ledger.txt").resolve()
+    path.unlink(missing_ok=True)
+    send = async_task()
+    numbers = {send(ledger, str(path), i, args.kill_sleep): i for i in range(args.kill_n)}
+    queued = pending()
+    if queued != args.kill_n:
+        raise RuntimeError(f"{queued} tasks in the queue, expected {args.kill_n}")
+
+    def missing() -> list[str]:
+        """task ids neither in the ledger nor with a result row"""
+        ran = set(ledger_numbers(path))
+        stored = set(Task.objects.filter(id__in=list(numbers)).values_list("id", flat=True))
+        return [t for t, i in numbers.items() if i not in ran and t not in stored]
+
+    def started() -> bool:
+        """the first task in the ledger"""
+        return path.exists() and path.stat().st_size > 0
+
+    cluster.start()
+    wait_until(started, 0.01, deadline, cluster)
+    time.sleep(args.kill_after)
+    cluster.kill()  # SIGKILL to the whole process group
+    done_before_kill = len(set(ledger_numbers(path)))
+    left_at_kill = len(missing())
+    restart = time.perf_counter()
+    cluster.start()
+    end = min(deadline, restart + args.kill_wait)
+    last_progress, last_left = restart, left_at_kill
+    recovered_s = None
+    while True:
+        left = len(missing())
+        now = time.perf_counter()
+        if left == 0:
+            recovered_s = now - restart
+            break
+        if left != last_left:
+            last_progress, last_left = now, left
+        if now - last_progress > K1_QUIET and pending() == 0:
+            break  # idle: nothing runs, nothing is queued
+        if now > end:
+            break
+        cluster.check()
+        time.sleep(K1_POLL)
+    cluster.stop()
+    lost = missing()
+    runs = ledger_numbers(path)
+    ran = set(runs)
+    failed = Task.objects.filter(id__in=list(numbers), success=False)
+    not_run = [(t, r) for t, r in failed.values_list("id", "result") if numbers[t] not in ran]
+    return {
+        "tasks": args.kill_n,
+        "done_before_kill": done_before_kill,
+        "left_at_kill": left_at_kill,
+        "lost": len(lost),
+        "ran_twice": len(runs) - len(set(runs)),
+        "failed_results": failed.count(),
+        "not_run_failed": len(not_run),  # never in the ledger, a failure result stored
+        "not_run_failed_example": str(not_run[0][1])[:300] if not_run else None,
+        "waited_s": time.perf_counter() - restart,
+        "recovered_s": recovered_s,
+    }
+
+
+WORKLOADS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "K1": k1}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -495,6 +624,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="workers in Q_CLUSTER")
     parser.add_argument("--sleep", type=float, default=0.05, help="W4: seconds per task")
     parser.add_argument("--memory", action="store_true", help="W2: sample the cluster's memory")
+    parser.add_argument("--kill-n", type=int, default=200, help="K1: tasks")
+    parser.add_argument("--kill-sleep", type=float, default=0.2, help="K1: seconds per task")
+    parser.add_argument(
+        "--kill-after", type=float, default=1.0, help="K1: seconds after the first task to SIGKILL"
+    )
+    parser.add_argument(
+        "--kill-wait", type=float, default=60.0, help="K1: most seconds for the new cluster"
+    )
     parser.add_argument("--timeout", type=float, required=True, help="bound of the measurements")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--cluster-log", type=Path, default=Path("qcluster.log"))
@@ -530,7 +667,7 @@ def main(argv: list[str] | None = None) -> int:
     if outcome["status"] == "ok":
         try:
             outcome.update(outcome_counts())
-            if outcome["failures"]:
+            if outcome["failures"] and "K1" not in args.workloads:
                 outcome.update(status="error", message=f"{outcome['failures']} tasks failed")
         except Exception as exc:
             outcome.update(status="error", message=f"counting results: {exc}")
