@@ -136,6 +136,31 @@ class TaskOutcome:
     def __reduce__(self) -> tuple[Any, ...]:
         return rebuild, (TaskOutcome, tuple(getattr(self, name) for name in OUTCOME_FIELDS))
 
+    @classmethod
+    def failure(
+        cls,
+        message: TaskMessage,
+        result: str,
+        *,
+        now: datetime,
+        attempt: int,
+        delivery: Delivery | None,
+        cluster: str | None = None,
+        timed_out: bool = False,
+    ) -> TaskOutcome:
+        """A failure the cluster records for a task that did not (or could not) report."""
+        return cls(
+            message=message,
+            success=False,
+            result=result,
+            started=now,
+            stopped=now,
+            attempt=attempt,
+            delivery=delivery,
+            cluster=cluster,
+            timed_out=timed_out,
+        )
+
 
 def func_repr(func: Any) -> str:
     """``module.qualname`` of a callable, or the string itself."""

@@ -143,12 +143,10 @@ def poisoned(delivery: Delivery, reason: str, now: datetime) -> TaskOutcome:
         started=now,
         ack_failure=True,
     )
-    return TaskOutcome(
-        message=message,
-        success=False,
-        result=f"Package refused, never run: {reason}",
-        started=now,
-        stopped=now,
+    return TaskOutcome.failure(
+        message,
+        f"Package refused, never run: {reason}",
+        now=now,
         attempt=delivery.attempt,
         delivery=delivery,
     )

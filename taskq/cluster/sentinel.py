@@ -190,12 +190,10 @@ class Sentinel:
         message = self.recover_message(task, delivery)
         now = timezone.now()
         result = f"Task timed out: {reason}" if timed_out else f"Worker died: {reason}"
-        outcome = TaskOutcome(
-            message=message,
-            success=False,
-            result=result,
-            started=now,
-            stopped=now,
+        outcome = TaskOutcome.failure(
+            message,
+            result,
+            now=now,
             attempt=task["attempt"],
             delivery=delivery,
             cluster=self.config.queue_key,
@@ -354,13 +352,10 @@ def decode_or_none(payload: str, salt: str) -> TaskMessage | None:
 
 
 def lost_outcome(message: TaskMessage, delivery: Delivery, cluster: str) -> TaskOutcome:
-    now = timezone.now()
-    return TaskOutcome(
-        message=message,
-        success=False,
-        result=f"Cluster died while running the task; attempts used up ({delivery.attempt})",
-        started=now,
-        stopped=now,
+    return TaskOutcome.failure(
+        message,
+        f"Cluster died while running the task; attempts used up ({delivery.attempt})",
+        now=timezone.now(),
         attempt=delivery.attempt,
         delivery=delivery,
         cluster=cluster,
