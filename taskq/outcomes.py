@@ -89,7 +89,10 @@ def record(outcomes: Sequence[TaskOutcome], broker: Broker, config: ClusterConfi
     stored = [o for o in final if not o.message.cached]
     results_db = router.db_for_write(Task)
     broker_db = getattr(broker, "alias", results_db)
+    # encoded before the transaction: the write lock is held for the statements alone
+    encoded = encode_rows([o for o in stored if should_save(o, config)])
     with (
+        broker.serialized(),
         transaction.atomic(using=broker_db),
         transaction.atomic(using=results_db, savepoint=False),
     ):
@@ -103,7 +106,7 @@ def record(outcomes: Sequence[TaskOutcome], broker: Broker, config: ClusterConfi
             else:
                 done.rejected.append(outcome)
         done.saved = [o for o in accepted if not o.message.cached and should_save(o, config)]
-        write_outcomes(done.saved)
+        write_outcomes(done.saved, encoded)
     if done.retried:  # after the acks: a retry never undoes another outcome's ack
         broker.release([o.delivery for o in done.retried if o.delivery is not None])
     for outcome in done.rejected:
@@ -239,17 +242,34 @@ def outcome_values(outcome: TaskOutcome, stamp: Any) -> tuple[Any, ...]:
     )
 
 
-def write_outcomes(outcomes: list[TaskOutcome]) -> None:
+def fast_upsert(connection: Any) -> bool:
+    return connection.vendor in ("postgresql", "sqlite")
+
+
+def encode_rows(outcomes: Sequence[TaskOutcome]) -> dict[int, tuple[Any, ...]]:
+    """The column values of each outcome's row (by ``id()`` of the outcome), for
+    :func:`write_outcomes`; empty where the database takes the portable path."""
+    connection = connections[router.db_for_write(Task)]
+    if not outcomes or not fast_upsert(connection):
+        return {}
+    stamp = connection.ops.adapt_datetimefield_value
+    return {id(o): outcome_values(o, stamp) for o in outcomes}
+
+
+def write_outcomes(
+    outcomes: list[TaskOutcome], encoded: dict[int, tuple[Any, ...]] | None = None
+) -> None:
     """Write result rows in one statement per chunk: new ones inserted, an earlier failure
-    of the same id updated, an earlier success kept (as Django-Q2 does)."""
+    of the same id updated, an earlier success kept (as Django-Q2 does). ``encoded`` may
+    hold the rows' values already (:func:`encode_rows`)."""
     if not outcomes:
         return
-    using = router.db_for_write(Task)
-    connection = connections[using]
-    if connection.vendor not in ("postgresql", "sqlite"):
+    connection = connections[router.db_for_write(Task)]
+    if not fast_upsert(connection):
         save_rows_portable([task_row(o) for o in outcomes])
         return
     stamp = connection.ops.adapt_datetimefield_value
+    encoded = encoded or {}
     table = connection.ops.quote_name(Task._meta.db_table)
     columns = ", ".join(connection.ops.quote_name(name) for name in COLUMNS)
     updates = ", ".join(f"{name} = excluded.{name}" for name in UPDATE_FIELDS)
@@ -257,7 +277,9 @@ def write_outcomes(outcomes: list[TaskOutcome]) -> None:
     with connection.cursor() as cursor:
         for start in range(0, len(outcomes), UPSERT_CHUNK):
             chunk = outcomes[start : start + UPSERT_CHUNK]
-            params = [value for o in chunk for value in outcome_values(o, stamp)]
+            params = [
+                value for o in chunk for value in (encoded.get(id(o)) or outcome_values(o, stamp))
+            ]
             cursor.execute(
                 f"INSERT INTO {table} ({columns}) VALUES {', '.join([placeholders] * len(chunk))} "
                 f"ON CONFLICT (id) DO UPDATE SET {updates} WHERE NOT {table}.success",

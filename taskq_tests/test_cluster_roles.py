@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 
 import pytest
 
@@ -113,7 +112,7 @@ def test_a_late_result_from_a_rescued_claim_is_rejected_and_logged(caplog) -> No
     broker.release([stale])  # its cluster was presumed dead...
     (fresh,) = broker.claim("cluster-b", 1)  # ...and another cluster took the task
     outcome = worker.run_one(message, stale)  # the stale executor finishes anyway
-    monitor.pending.append(pickle.loads(drain(shared.result_queue)[0]))
+    monitor.pending.append(drain(shared.result_queue)[0])
     with caplog.at_level(logging.WARNING):
         monitor.flush()
     assert "late result rejected" in caplog.text
@@ -191,7 +190,7 @@ def test_a_worker_killed_after_its_task_returned_leaves_one_result() -> None:
     pusher.step()
     message, delivery = shared.task_queue.get(timeout=1)
     worker.run_one(message, delivery)  # the outcome is on its way to the Monitor...
-    real = pickle.loads(drain(shared.result_queue)[0])
+    real = drain(shared.result_queue)[0]
     sentinel = Sentinel(replace(get_config(), workers=1))
     task = {
         "task_id": task_id,

@@ -8,6 +8,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +28,8 @@ class Broker(ABC):
         self.config = config or get_config()
         self.list_key = list_key or self.config.queue_key
         self.owner_id = uuid.uuid4().hex  # owner of claims made through dequeue()
+        # a cluster's processes take turns on it for their write transactions (SQLite)
+        self.write_lock: AbstractContextManager[Any] = nullcontext()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.list_key!r}>"
@@ -44,6 +47,11 @@ class Broker(ABC):
         func: str | None = None,
     ) -> Any:
         """Put a package on the queue; returns the broker's id for it."""
+
+    def serialized(self) -> AbstractContextManager[Any]:
+        """Held around the cluster's write transactions on this broker's database:
+        ``write_lock`` where the database takes one writer at a time, else nothing."""
+        return nullcontext()
 
     def dequeue(self) -> list[tuple[Any, str]]:
         """Claim up to ``bulk`` packages: a list of ``(ack_id, payload)``."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -161,6 +162,9 @@ class OrmBroker(Broker):
             self.listener.close()
             raise
 
+    def serialized(self) -> AbstractContextManager[Any]:
+        return self.write_lock if self.connection.vendor == "sqlite" else nullcontext()
+
     def delete(self, ack_id: Any) -> None:
         OrmQ.objects.using(self.alias).filter(pk=ack_id).delete()
 
@@ -205,7 +209,11 @@ class OrmBroker(Broker):
                 rows = cursor.fetchall()
         elif db.vendor == "sqlite":  # BEGIN IMMEDIATE: the write lock before reading
             now = db.ops.adapt_datetimefield_value(timezone.now())
-            with transaction.atomic(using=self.alias, savepoint=False), db.cursor() as cursor:
+            with (
+                self.write_lock,
+                transaction.atomic(using=self.alias, savepoint=False),
+                db.cursor() as cursor,
+            ):
                 cursor.execute(CLAIM_SQLITE, [owner, token, now, self.list_key, now, count])
                 rows = cursor.fetchall()
         else:

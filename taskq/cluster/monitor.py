@@ -9,7 +9,6 @@ then with one delete instead of on every save.
 from __future__ import annotations
 
 import logging
-import pickle
 import queue
 import time
 from collections.abc import Callable
@@ -73,7 +72,7 @@ class Monitor:
             if isinstance(item, Stop):
                 self.stopping = True
                 return
-            self.pending.append(pickle.loads(item) if isinstance(item, bytes) else item)
+            self.pending.append(item)
             if deadline is None:  # idle: record at once; busy: gather a batch for a moment
                 deadline = self.clock() + (LINGER if self.busy else 0.0)
 

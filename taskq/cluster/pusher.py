@@ -84,13 +84,16 @@ class Pusher:
             self.give_back(permits)
             raise
         self.give_back(permits - len(deliveries))
+        tasks = []
         for delivery in deliveries:
             item = self.unpack(delivery, now or timezone.now())
             if isinstance(item, TaskOutcome):  # never run: straight to the Monitor
                 self.shared.permits.release()
                 self.shared.result_queue.put(item)
             else:
-                self.shared.task_queue.put(item)
+                tasks.append(item)
+        if tasks:
+            self.shared.task_queue.put_many(tasks)
         return len(deliveries)
 
     def unpack(self, delivery: Delivery, now: datetime) -> Any:

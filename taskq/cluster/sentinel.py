@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable
 from enum import Enum
+from multiprocessing.connection import wait
 from typing import Any
 
 from django.db import close_old_connections
@@ -23,6 +24,7 @@ from taskq.conf import ClusterConfig
 from taskq.messages import Delivery, TaskMessage, TaskOutcome
 from taskq.outcomes import record
 
+from .channel import Relay
 from .monitor import STOP, Monitor
 from .processes import cpus_for, spawn
 from .pusher import Pusher
@@ -56,6 +58,8 @@ class Sentinel:
         self.id = uuid.uuid4().hex
         self.broker: Broker = get_broker(config=config)
         self.shared = Shared.create(config.workers, config.prefetch)
+        self.relay = Relay(self.shared.result_queue)  # the Sentinel never blocks on a pipe
+        self.broker.write_lock = self.shared.write_lock
         self.workers: list[Any] = [None] * config.workers
         self.pusher: Any = None
         self.monitor: Any = None
@@ -80,12 +84,18 @@ class Sentinel:
             cpus=cpus_for(index, self.config.cpu_affinity),
         )
 
+    def cluster_broker(self) -> Broker:
+        """A broker of the Pusher's or the Monitor's: they take turns to write."""
+        broker = get_broker(config=self.config)
+        broker.write_lock = self.shared.write_lock
+        return broker
+
     def start_pusher(self) -> None:
-        pusher = Pusher(self.config, get_broker(config=self.config), self.shared, self.id)
+        pusher = Pusher(self.config, self.cluster_broker(), self.shared, self.id)
         self.pusher = spawn("taskq-pusher", pusher.run)
 
     def start_monitor(self) -> None:
-        monitor = Monitor(self.config, get_broker(config=self.config), self.shared)
+        monitor = Monitor(self.config, self.cluster_broker(), self.shared)
         self.monitor = spawn("taskq-monitor", monitor.run)
 
     def start(self) -> None:
@@ -199,7 +209,7 @@ class Sentinel:
             cluster=self.config.queue_key,
             timed_out=timed_out,
         )
-        self.shared.result_queue.put(outcome)
+        self.relay.put(outcome)
 
     def recover_message(self, task: dict[str, Any], delivery: Delivery | None) -> TaskMessage:
         payload = None
@@ -282,28 +292,38 @@ class Sentinel:
         logger.info("cluster %s stopping", self.id[:8])
         self.phase = Phase.STOPPING
         self.shared.stop.set()
+        held: list[Delivery] = []
         if self.pusher is not None:
-            self.pusher.join(timeout=max(5.0, self.config.poll * 2))
+            # read the task channel meanwhile: a Pusher blocked on a full pipe gets to
+            # finish its write, and is never killed in the middle of one
+            deadline = time.monotonic() + max(5.0, self.config.poll * 2)
+            while self.pusher.is_alive() and time.monotonic() < deadline:
+                held += self.take_unstarted()
+                self.pusher.join(timeout=0.02)
             if self.pusher.is_alive():
                 self.pusher.kill()
-        self.release_unstarted()
+        self.release_unstarted(held)
 
-    def release_unstarted(self) -> None:
+    def take_unstarted(self, wait: float = 0.0) -> list[Delivery]:
+        """What is on the task channel now (or within ``wait`` seconds)."""
         held = []
         while True:
             try:
-                item = self.shared.task_queue.get(timeout=0.05)
+                item = self.shared.task_queue.get(timeout=wait)
             except queue.Empty:
-                break
+                return held
             if isinstance(item, tuple) and item[1] is not None:
                 held.append(item[1])
+
+    def release_unstarted(self, held: list[Delivery] | None = None) -> None:
+        held = (held or []) + self.take_unstarted(wait=0.05)
         if held:
             released = self.broker.release(held, unstarted=True)
             logger.info("gave %s held tasks back to the queue", released)
 
     def finish(self) -> None:
         """After the workers left: flush the Monitor and forget this cluster."""
-        self.shared.result_queue.put(STOP)
+        self.relay.put(STOP)
         if self.monitor is not None:
             self.monitor.join(timeout=60)
             if self.monitor.is_alive():
@@ -340,8 +360,17 @@ class Sentinel:
                 if not self.workers_alive():
                     self.finish()
                     break
-            time.sleep(self.config.guard_cycle)
+            self.nap(self.config.guard_cycle)
         return 0
+
+    def nap(self, seconds: float) -> None:
+        """Sleep until the next guard cycle, or until a worker exits: a recycled worker is
+        replaced at once rather than at the next cycle."""
+        exits = [p.sentinel for p in self.workers if p is not None]
+        if exits:
+            wait(exits, timeout=seconds)
+        else:
+            time.sleep(seconds)
 
 
 def decode_or_none(payload: str, salt: str) -> TaskMessage | None:

@@ -7,7 +7,6 @@ so the Sentinel can time it out, and settle its task at once if the worker dies.
 from __future__ import annotations
 
 import ctypes
-import multiprocessing
 import time
 from dataclasses import dataclass
 from enum import IntEnum
@@ -15,7 +14,8 @@ from typing import Any
 
 from taskq.messages import Delivery
 
-CONTEXT = multiprocessing.get_context("fork")
+from .channel import CONTEXT, Channel
+from .writelock import WriteLock
 
 
 class WorkerState(IntEnum):
@@ -85,11 +85,12 @@ def running(slot: WorkerSlot) -> dict[str, Any] | None:
 class Shared:
     """Everything the cluster's processes share, created before they are forked."""
 
-    task_queue: Any
-    result_queue: Any
+    task_queue: Channel  # (message, delivery) from the Pusher to the Workers
+    result_queue: Channel  # outcomes from the Workers (and Pusher, Sentinel) to the Monitor
     stop: Any  # Event: stop claiming and starting tasks
     permits: Any  # BoundedSemaphore: tasks claimed and not yet started ≤ queue_limit
     slots: Any  # array of WorkerSlot
+    write_lock: WriteLock  # the Pusher's and Monitor's turns to write (SQLite)
     processed: Any
     failed: Any
     rejected: Any
@@ -97,11 +98,12 @@ class Shared:
     @classmethod
     def create(cls, workers: int, prefetch: int) -> Shared:
         return cls(
-            task_queue=CONTEXT.Queue(),
-            result_queue=CONTEXT.Queue(),
+            task_queue=Channel(),
+            result_queue=Channel(),
             stop=CONTEXT.Event(),
             permits=CONTEXT.BoundedSemaphore(prefetch),
             slots=CONTEXT.RawArray(WorkerSlot, workers),
+            write_lock=WriteLock(),
             processed=CONTEXT.RawValue(ctypes.c_longlong, 0),
             failed=CONTEXT.RawValue(ctypes.c_longlong, 0),
             rejected=CONTEXT.RawValue(ctypes.c_longlong, 0),

@@ -93,7 +93,8 @@ class Worker:
         finally:
             if timeout:
                 signal.setitimer(signal.ITIMER_REAL, 0)
-        self.shared.result_queue.put(serialize(outcome))
+        self.slot.deadline = 0.0  # done: never killed for its timeout while it writes
+        self.shared.result_queue.put_pickled(serialize(outcome))
         self.timed_out = outcome.timed_out
         clear(self.slot)
         self.done += 1
