@@ -14,19 +14,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.cache import caches
-from django.db import connections, router, transaction
+from django.db import router, transaction
 
 from . import signals, signing
 from .brokers import Broker
+from .brokers.orm import OrmBroker
 from .conf import ClusterConfig
 from .execution import resolve
-from .fields import encode as encode_value
 from .messages import TaskMessage, TaskOutcome
 from .models import Task
+from .taskrows import ack_and_write, can_ack_and_write, encode_rows, task_row, write_outcomes
 
 logger = logging.getLogger(__name__)
-
-UPDATE_FIELDS = ("started", "stopped", "result", "success", "attempt_count", "cluster")
 
 
 @dataclass(slots=True)
@@ -60,25 +59,6 @@ def should_save(outcome: TaskOutcome, config: ClusterConfig) -> bool:
     return config.save_limit >= 0 if save is None else bool(save)
 
 
-def task_row(outcome: TaskOutcome) -> Task:
-    message = outcome.message
-    return Task(
-        id=message.id,
-        name=message.name[:100],
-        func=message.func_name[:256],
-        hook=message.hook_name,
-        args=message.args,
-        kwargs=message.kwargs,
-        result=outcome.result,
-        group=message.group,
-        started=message.started or outcome.started,
-        stopped=outcome.stopped,
-        success=outcome.success,
-        attempt_count=outcome.attempt,
-        cluster=outcome.cluster or message.cluster,
-    )
-
-
 def record(outcomes: Sequence[TaskOutcome], broker: Broker, config: ClusterConfig) -> Recorded:
     """Save, acknowledge and announce a batch of outcomes."""
     done = Recorded()
@@ -87,26 +67,25 @@ def record(outcomes: Sequence[TaskOutcome], broker: Broker, config: ClusterConfi
         (done.retried if should_retry(outcome, config) else final).append(outcome)
     cached = [o for o in final if o.message.cached]
     stored = [o for o in final if not o.message.cached]
-    results_db = router.db_for_write(Task)
-    broker_db = getattr(broker, "alias", results_db)
+    candidates = [o for o in stored if should_save(o, config)]
     # encoded before the transaction: the write lock is held for the statements alone
-    encoded = encode_rows([o for o in stored if should_save(o, config)])
-    with (
-        broker.serialized(),
-        transaction.atomic(using=broker_db),
-        transaction.atomic(using=results_db, savepoint=False),
-    ):
-        claimed = [o.delivery for o in final if o.delivery is not None]
-        acked = broker.ack_many(claimed) if claimed else set()
-        accepted = []
-        for outcome in stored + cached:
-            d = outcome.delivery
-            if d is None or (d.ack_id, d.token) in acked:
-                accepted.append(outcome)
-            else:
-                done.rejected.append(outcome)
-        done.saved = [o for o in accepted if not o.message.cached and should_save(o, config)]
-        write_outcomes(done.saved, encoded)
+    encoded = encode_rows(candidates)
+    claimed = [o.delivery for o in final if o.delivery is not None]
+    if isinstance(broker, OrmBroker) and can_ack_and_write(broker.alias, claimed, candidates):
+        acked = ack_and_write(claimed, candidates, encoded)
+        accepted = confirmed(stored + cached, acked, done.rejected)
+        done.saved = only(candidates, accepted)
+    else:
+        results_db = router.db_for_write(Task)
+        with (
+            broker.serialized(),
+            transaction.atomic(using=getattr(broker, "alias", results_db)),
+            transaction.atomic(using=results_db, savepoint=False),
+        ):
+            acked = broker.ack_many(claimed) if claimed else set()
+            accepted = confirmed(stored + cached, acked, done.rejected)
+            done.saved = only(candidates, accepted)
+            write_outcomes(done.saved, encoded)
     if done.retried:  # after the acks: a retry never undoes another outcome's ack
         broker.release([o.delivery for o in done.retried if o.delivery is not None])
     for outcome in done.rejected:
@@ -124,6 +103,27 @@ def record(outcomes: Sequence[TaskOutcome], broker: Broker, config: ClusterConfi
     for group in {o.message.group: o.message for o in accepted if o.message.iter_count}.items():
         collate_iter(group[1], broker, config)
     return done
+
+
+def confirmed(
+    outcomes: list[TaskOutcome], acked: set[tuple[Any, Any]], rejected: list[TaskOutcome]
+) -> list[TaskOutcome]:
+    """The outcomes whose claim the acknowledgement confirmed (or that had none); the
+    others go to ``rejected``."""
+    accepted = []
+    for outcome in outcomes:
+        d = outcome.delivery
+        if d is None or (d.ack_id, d.token) in acked:
+            accepted.append(outcome)
+        else:
+            rejected.append(outcome)
+    return accepted
+
+
+def only(outcomes: list[TaskOutcome], among: list[TaskOutcome]) -> list[TaskOutcome]:
+    """Those of ``outcomes`` that are in ``among`` (by identity)."""
+    kept = {id(o) for o in among}
+    return [o for o in outcomes if id(o) in kept]
 
 
 def first_per_claim(
@@ -197,104 +197,6 @@ def collate_iter(message: TaskMessage, broker: Broker, config: ClusterConfig) ->
         Task.objects.bulk_create([collated], ignore_conflicts=True)
     items.delete()
     return collated
-
-
-def encode(value: Any) -> str | None:
-    """A pickled column's text; ``None`` stays NULL."""
-    return None if value is None else encode_value(value)
-
-
-COLUMNS = (
-    "id",
-    "name",
-    "func",
-    "hook",
-    "args",
-    "kwargs",
-    "result",
-    "group",
-    "cluster",
-    "started",
-    "stopped",
-    "success",
-    "attempt_count",
-)
-UPSERT_CHUNK = 500
-
-
-def outcome_values(outcome: TaskOutcome, stamp: Any) -> tuple[Any, ...]:
-    """The column values of an outcome's Task row, ready for the database driver."""
-    message = outcome.message
-    return (
-        message.id,
-        message.name[:100],
-        message.func_name[:256],
-        message.hook_name,
-        encode(message.args),
-        encode(message.kwargs),
-        encode(outcome.result),
-        message.group,
-        outcome.cluster or message.cluster,
-        stamp(message.started or outcome.started),
-        stamp(outcome.stopped),
-        outcome.success,
-        outcome.attempt,
-    )
-
-
-def fast_upsert(connection: Any) -> bool:
-    return connection.vendor in ("postgresql", "sqlite")
-
-
-def encode_rows(outcomes: Sequence[TaskOutcome]) -> dict[int, tuple[Any, ...]]:
-    """The column values of each outcome's row (by ``id()`` of the outcome), for
-    :func:`write_outcomes`; empty where the database takes the portable path."""
-    connection = connections[router.db_for_write(Task)]
-    if not outcomes or not fast_upsert(connection):
-        return {}
-    stamp = connection.ops.adapt_datetimefield_value
-    return {id(o): outcome_values(o, stamp) for o in outcomes}
-
-
-def write_outcomes(
-    outcomes: list[TaskOutcome], encoded: dict[int, tuple[Any, ...]] | None = None
-) -> None:
-    """Write result rows in one statement per chunk: new ones inserted, an earlier failure
-    of the same id updated, an earlier success kept (as Django-Q2 does). ``encoded`` may
-    hold the rows' values already (:func:`encode_rows`)."""
-    if not outcomes:
-        return
-    connection = connections[router.db_for_write(Task)]
-    if not fast_upsert(connection):
-        save_rows_portable([task_row(o) for o in outcomes])
-        return
-    stamp = connection.ops.adapt_datetimefield_value
-    encoded = encoded or {}
-    table = connection.ops.quote_name(Task._meta.db_table)
-    columns = ", ".join(connection.ops.quote_name(name) for name in COLUMNS)
-    updates = ", ".join(f"{name} = excluded.{name}" for name in UPDATE_FIELDS)
-    placeholders = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
-    with connection.cursor() as cursor:
-        for start in range(0, len(outcomes), UPSERT_CHUNK):
-            chunk = outcomes[start : start + UPSERT_CHUNK]
-            params = [
-                value for o in chunk for value in (encoded.get(id(o)) or outcome_values(o, stamp))
-            ]
-            cursor.execute(
-                f"INSERT INTO {table} ({columns}) VALUES {', '.join([placeholders] * len(chunk))} "
-                f"ON CONFLICT (id) DO UPDATE SET {updates} WHERE NOT {table}.success",
-                params,
-            )
-
-
-def save_rows_portable(rows: list[Task]) -> list[Task]:
-    existing = dict(Task.objects.filter(id__in=[r.id for r in rows]).values_list("id", "success"))
-    new = [r for r in rows if r.id not in existing]
-    Task.objects.bulk_create(new)
-    for row in rows:
-        if row.id in existing and not existing[row.id]:
-            row.save(update_fields=UPDATE_FIELDS)
-    return rows
 
 
 def announce(outcome: TaskOutcome) -> None:
