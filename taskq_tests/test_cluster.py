@@ -313,3 +313,19 @@ def test_poison_payloads_become_failures_and_healthy_tasks_flow(tmp_path) -> Non
     assert len(result(big)["args"][0]) == 5_000_000
     assert result(ok) == 3
     assert OrmQ.objects.count() == 0
+
+
+def test_recycling_and_stopping_do_not_wait_for_the_guard_cycle() -> None:
+    # one worker that leaves after every task, and a guard cycle far longer than the
+    # test: each replacement, and the stop, must happen when the event does
+    ids = [async_task("taskq_tests.jobs.add", i, 1) for i in range(4)]
+    process = clusters.start(workers=1, recycle=1, guard_cycle=60)
+    try:
+        wait_until(
+            lambda: Success.objects.filter(id__in=ids).count() == 4,
+            timeout=30,
+            what="4 tasks through 4 generations of workers",
+        )
+    finally:
+        out = clusters.stop(process, timeout=20)
+    assert len({t.result for t in Task.objects.filter(id__in=ids)}) == 4, out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import logging
@@ -27,8 +28,43 @@ def die_with_parent() -> None:
         pass
 
 
+class SignalWakeup:
+    """A pipe that Python writes to whenever a signal arrives (``signal.set_wakeup_fd``):
+    a loop that sleeps in ``select``/``wait`` with it wakes on a signal at once."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        os.set_blocking(self.write_fd, False)
+        self.previous: int | None = None
+
+    def install(self) -> bool:
+        """Only the main thread may; False elsewhere (the loop then wakes on its timeout)."""
+        try:
+            self.previous = signal.set_wakeup_fd(self.write_fd, warn_on_full_buffer=False)
+        except ValueError:
+            return False
+        return True
+
+    def fileno(self) -> int:
+        return self.read_fd
+
+    def drain(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self.read_fd, 512):
+                pass
+
+    def close(self) -> None:
+        if self.previous is not None:
+            signal.set_wakeup_fd(self.previous)
+            self.previous = None
+        os.close(self.read_fd)
+        os.close(self.write_fd)
+
+
 def child_setup(cpus: list[int] | None) -> None:
     """First thing in every child: the Sentinel alone handles SIGINT and SIGTERM."""
+    signal.set_wakeup_fd(-1)  # the Sentinel's: a child's signals must not wake it
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     die_with_parent()

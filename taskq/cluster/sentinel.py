@@ -26,7 +26,7 @@ from taskq.outcomes import record
 
 from .channel import Relay
 from .monitor import STOP, Monitor
-from .processes import cpus_for, spawn
+from .processes import SignalWakeup, cpus_for, spawn
 from .pusher import Pusher
 from .state import Shared, WorkerState, running
 from .status import cluster_status
@@ -59,6 +59,7 @@ class Sentinel:
         self.broker: Broker = get_broker(config=config)
         self.shared = Shared.create(config.workers, config.prefetch)
         self.relay = Relay(self.shared.result_queue)  # the Sentinel never blocks on a pipe
+        self.wakeup: SignalWakeup | None = None  # made by run(): wakes nap() on a signal
         self.broker.write_lock = self.shared.write_lock
         self.workers: list[Any] = [None] * config.workers
         self.pusher: Any = None
@@ -345,6 +346,15 @@ class Sentinel:
 
     def run(self, should_stop: Callable[[], int]) -> int:
         """Guard until stopped; ``should_stop()`` counts the stop signals received."""
+        self.wakeup = SignalWakeup()
+        self.wakeup.install()
+        try:
+            return self.guard(should_stop)
+        finally:
+            self.wakeup.close()
+            self.wakeup = None
+
+    def guard(self, should_stop: Callable[[], int]) -> int:
         self.start()
         while self.phase is not Phase.STOPPED:
             signals_received = should_stop()
@@ -364,13 +374,17 @@ class Sentinel:
         return 0
 
     def nap(self, seconds: float) -> None:
-        """Sleep until the next guard cycle, or until a worker exits: a recycled worker is
-        replaced at once rather than at the next cycle."""
-        exits = [p.sentinel for p in self.workers if p is not None]
-        if exits:
-            wait(exits, timeout=seconds)
+        """Sleep until the next guard cycle, a signal, or a worker's exit: a recycled
+        worker is replaced at once, and a stop begins at once."""
+        ready: list[Any] = [p.sentinel for p in self.workers if p is not None]
+        if self.wakeup is not None:
+            ready.append(self.wakeup)
+        if ready:
+            wait(ready, seconds)
         else:
             time.sleep(seconds)
+        if self.wakeup is not None:
+            self.wakeup.drain()
 
 
 def decode_or_none(payload: str, salt: str) -> TaskMessage | None:
