@@ -9,6 +9,7 @@ import time
 
 import pytest
 from django.core import signing as django_signing
+from django.db import connection
 
 from taskq import signing
 from taskq.brokers import get_broker
@@ -329,3 +330,39 @@ def test_recycling_and_stopping_do_not_wait_for_the_guard_cycle() -> None:
     finally:
         out = clusters.stop(process, timeout=20)
     assert len({t.result for t in Task.objects.filter(id__in=ids)}) == 4, out
+
+
+def terminate_cluster_connections() -> int:
+    """Kill every other session on the test database, as a failover or a proxy would."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.postgres
+def test_killed_database_connections_lose_nothing_and_run_nothing_twice(tmp_path) -> None:
+    # RELIABILITY 9: connections die mid-claim, mid-ack and mid-heartbeat, again and again
+    path = tmp_path / "ledger"
+    ids = [async_task("taskq_tests.jobs.ledger", str(path), f"t{i}", 0.01) for i in range(200)]
+    process = clusters.start(workers=2, save_limit=0)
+    killed = 0
+    try:
+        wait_until(lambda: Success.objects.exists(), 30, "the first result")
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            killed += terminate_cluster_connections()
+            time.sleep(0.1)
+        wait_until(
+            lambda: Success.objects.filter(id__in=ids).count() == len(ids),
+            60,
+            "every task after the connections were killed",
+        )
+    finally:
+        out = clusters.stop(process)
+    assert killed > 0
+    tags = [tag for kind, tag, _ in read_ledger(path) if kind == "start"]
+    assert sorted(tags) == sorted(f"t{i}" for i in range(200)), out
+    assert OrmQ.objects.count() == 0

@@ -6,6 +6,7 @@ import logging
 import os
 
 import pytest
+from django.db import OperationalError
 
 from taskq.brokers import get_broker
 from taskq.cluster.monitor import Monitor
@@ -208,3 +209,26 @@ def test_a_worker_killed_after_its_task_returned_leaves_one_result() -> None:
     assert Task.objects.filter(id=task_id).count() == 1
     assert Success.objects.get(id=task_id).result == 2
     assert shared.rejected.value == 1
+
+
+def test_a_claim_whose_answer_was_lost_is_given_back_before_the_next(monkeypatch) -> None:
+    for i in range(3):
+        async_task("taskq_tests.jobs.add", i, 1)
+    _config, shared, pusher, *_ = roles(workers=2)
+    real_claim = pusher.broker.claim
+
+    def answer_lost(owner: str, count: int, token: str | None = None) -> list:
+        real_claim(owner, count, token)  # the claim happened on the server...
+        raise OperationalError("server closed the connection unexpectedly")  # ...unheard
+
+    monkeypatch.setattr(pusher.broker, "claim", answer_lost)
+    with pytest.raises(OperationalError):
+        pusher.step()
+    assert OrmQ.objects.filter(owner="cluster-a").count() == 3  # held by nobody
+    assert shared.permits.get_value() == 4  # the permits came back
+    monkeypatch.setattr(pusher.broker, "claim", real_claim)
+    assert pusher.step() == 3
+    items = drain(shared.task_queue)
+    assert sorted(message.args for message, _ in items) == [(0, 1), (1, 1), (2, 1)]
+    assert [delivery.attempt for _, delivery in items] == [1, 1, 1]  # the lost one uncounted
+    assert pusher.abandoned == []

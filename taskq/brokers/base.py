@@ -92,8 +92,16 @@ class Broker(ABC):
 
     # taskq's engine API ---------------------------------------------------------------
     @abstractmethod
-    def claim(self, owner: str, count: int) -> list[Delivery]:
-        """Claim up to ``count`` due tasks for ``owner``, highest priority first."""
+    def claim(self, owner: str, count: int, token: str | None = None) -> list[Delivery]:
+        """Claim up to ``count`` due tasks for ``owner``, highest priority first, under
+        the claim token ``token`` (a fresh one when None)."""
+
+    def abandon(self, owner: str, token: str) -> int:
+        """Give back what a claim took whose answer never arrived (the connection broke:
+        the claim may or may not have happened), with its attempt uncounted; returns how
+        many tasks. Brokers that cannot tell give back nothing: what such a claim took
+        returns when its cluster stops."""
+        return 0
 
     @abstractmethod
     def ack_many(self, deliveries: Sequence[Delivery]) -> set[tuple[Any, str | None]]:

@@ -198,10 +198,10 @@ class OrmBroker(Broker):
         return f"ORM {db.vendor} ({self.alias})"
 
     # taskq's engine API ---------------------------------------------------------------
-    def claim(self, owner: str, count: int) -> list[Delivery]:
+    def claim(self, owner: str, count: int, token: str | None = None) -> list[Delivery]:
         if count < 1:
             return []
-        token = uuid.uuid4().hex
+        token = token or uuid.uuid4().hex
         db = self.connection
         if db.vendor == "postgresql":  # one statement: atomic by itself, one round trip
             with db.cursor() as cursor:
@@ -221,6 +221,13 @@ class OrmBroker(Broker):
                 rows = self.claim_portable(owner, token, count)
         rows.sort(key=lambda row: (-row[3], row[0]))
         return [Delivery(ack_id=r[0], token=token, attempt=r[1], payload=r[2]) for r in rows]
+
+    def abandon(self, owner: str, token: str) -> int:
+        return (
+            OrmQ.objects.using(self.alias)
+            .filter(owner=owner, token=token)
+            .update(owner=None, token=None, claimed=None, attempt=F("attempt") - 1)
+        )
 
     def claim_portable(self, owner: str, token: str, count: int) -> list[tuple[Any, ...]]:
         """SELECT ... FOR UPDATE (SKIP LOCKED where supported), then UPDATE by primary key."""

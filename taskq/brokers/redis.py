@@ -173,10 +173,10 @@ class RedisBroker(Broker):
         return f"Redis {self._version}"
 
     # taskq's engine API ---------------------------------------------------------------
-    def claim(self, owner: str, count: int) -> list[Delivery]:
+    def claim(self, owner: str, count: int, token: str | None = None) -> list[Delivery]:
         if count < 1:
             return []
-        token = os.urandom(16).hex()
+        token = token or os.urandom(16).hex()
         rows = self.run("claim", self.list_key, count, owner, token)
         return [
             Delivery(

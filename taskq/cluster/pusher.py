@@ -43,6 +43,7 @@ class Pusher:
         self.shared = shared
         self.cluster_id = cluster_id
         self.pause = MIN_PAUSE
+        self.abandoned: list[str] = []  # tokens of claims whose answer was lost
 
     def take_permits(self, wanted: int, wait: float) -> int:
         """Up to ``wanted`` permits; blocks up to ``wait`` seconds for the first one.
@@ -75,12 +76,16 @@ class Pusher:
 
     def step(self, now: datetime | None = None) -> int:
         """Claim once and queue what was claimed; returns how many tasks were claimed."""
+        self.give_back_abandoned()
         permits = self.take_permits(max(self.config.bulk, self.config.prefetch), self.config.poll)
         if not permits:
             return 0
+        token = uuid.uuid4().hex
         try:
-            deliveries = self.broker.claim(self.cluster_id, permits)
+            deliveries = self.broker.claim(self.cluster_id, permits, token)
         except Exception:
+            # the claim may have happened with its answer lost: give it back first thing
+            self.abandoned.append(token)
             self.give_back(permits)
             raise
         self.give_back(permits - len(deliveries))
@@ -95,6 +100,15 @@ class Pusher:
         if tasks:
             self.shared.task_queue.put_many(tasks)
         return len(deliveries)
+
+    def give_back_abandoned(self) -> None:
+        """Release what the claims whose answer was lost took; raises while the broker
+        is still unreachable (the tokens are kept for the next try)."""
+        while self.abandoned:
+            released = self.broker.abandon(self.cluster_id, self.abandoned[0])
+            if released:
+                logger.warning("gave back %s tasks of a claim whose answer was lost", released)
+            self.abandoned.pop(0)
 
     def unpack(self, delivery: Delivery, now: datetime) -> Any:
         """``(message, delivery)`` for a worker, or a failed outcome for an unreadable package."""
