@@ -89,9 +89,10 @@ class Pusher:
             self.give_back(permits)
             raise
         self.give_back(permits - len(deliveries))
+        now = now or timezone.now()
         tasks = []
         for delivery in deliveries:
-            item = self.unpack(delivery, now or timezone.now())
+            item = self.unpack(delivery, now)
             if isinstance(item, TaskOutcome):  # never run: straight to the Monitor
                 self.shared.permits.release()
                 self.shared.result_queue.put(item)

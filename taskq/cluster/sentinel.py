@@ -56,11 +56,10 @@ class Sentinel:
         self.run_once = run_once
         self.clock = clock
         self.id = uuid.uuid4().hex
-        self.broker: Broker = get_broker(config=config)
         self.shared = Shared.create(config.workers, config.prefetch)
+        self.broker: Broker = self.cluster_broker()
         self.relay = Relay(self.shared.result_queue)  # the Sentinel never blocks on a pipe
         self.wakeup: SignalWakeup | None = None  # made by run(): wakes nap() on a signal
-        self.broker.write_lock = self.shared.write_lock
         self.workers: list[Any] = [None] * config.workers
         self.pusher: Any = None
         self.monitor: Any = None
@@ -86,7 +85,7 @@ class Sentinel:
         )
 
     def cluster_broker(self) -> Broker:
-        """A broker of the Pusher's or the Monitor's: they take turns to write."""
+        """A broker for this cluster's processes: they take turns to write (SQLite)."""
         broker = get_broker(config=self.config)
         broker.write_lock = self.shared.write_lock
         return broker

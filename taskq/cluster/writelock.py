@@ -24,12 +24,10 @@ class WriteLock:
         fd, path = tempfile.mkstemp(prefix="taskq-write-")
         os.unlink(path)  # the open descriptor is all the lock needs
         self.fd = fd
-        self.held = False
         self.closer = weakref.finalize(self, os.close, fd)
 
     def __enter__(self) -> WriteLock:
         fcntl.lockf(self.fd, fcntl.LOCK_EX)
-        self.held = True
         return self
 
     def __exit__(
@@ -38,7 +36,6 @@ class WriteLock:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.held = False
         fcntl.lockf(self.fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
