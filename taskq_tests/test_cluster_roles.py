@@ -7,9 +7,11 @@ import os
 
 import pytest
 from django.db import OperationalError
+from django.utils import timezone
 
 from taskq.brokers import get_broker
-from taskq.cluster.monitor import Monitor
+from taskq.cluster.monitor import LINGER, STOP, Monitor
+from taskq.cluster.packages import open_package
 from taskq.cluster.pusher import Pusher
 from taskq.cluster.sentinel import Sentinel
 from taskq.cluster.state import Shared, WorkerState, running
@@ -47,15 +49,34 @@ def test_pusher_claims_no_more_than_queue_limit() -> None:
     _config, shared, pusher, *_ = roles(workers=1, queue_limit=2, bulk=10)
     assert pusher.step() == 2
     assert pusher.step() == 0  # both permits are held until the monitor records
-    items = drain(shared.task_queue)
+    items = opened(drain(shared.task_queue))
     assert [message.args for message, _ in items] == [(0, 1), (1, 1)]
     assert OrmQ.objects.filter(owner="cluster-a").count() == 2
 
 
+def opened(deliveries: list) -> list:
+    """The (message, delivery) pairs a worker would run."""
+    return [open_package(d, salt=get_config().name, now=timezone.now()) for d in deliveries]
+
+
+def test_the_pusher_hands_over_packages_as_stored() -> None:
+    task_id = async_task("taskq_tests.jobs.add", 2, 3)
+    _config, shared, pusher, *_ = roles()
+    pusher.step()
+    (delivery,) = drain(shared.task_queue)
+    assert delivery.payload == OrmQ.objects.get().payload  # serialised once, at enqueue
+    ((message, stripped),) = opened([delivery])
+    assert (message.id, message.args) == (task_id, (2, 3))
+    assert stripped.payload == ""  # the worker keeps no copy of the package
+
+
 def test_an_unreadable_package_goes_to_the_monitor_as_a_failure() -> None:
     get_broker().enqueue("not-a-signed-package")
-    _config, shared, pusher, _worker, monitor = roles()
+    _config, shared, pusher, worker, monitor = roles()
     assert pusher.step() == 1
+    assert worker.step(wait=1) is True
+    assert running(worker.slot) is None  # never ran
+    assert shared.permits.get_value() == 4  # and holds no permit
     (outcome,) = drain(shared.result_queue)
     assert isinstance(outcome, TaskOutcome)
     assert "Package refused, never run" in outcome.result
@@ -108,7 +129,7 @@ def test_a_late_result_from_a_rescued_claim_is_rejected_and_logged(caplog) -> No
     task_id = async_task("taskq_tests.jobs.add", 1, 1)
     _config, shared, pusher, worker, monitor = roles()
     pusher.step()
-    message, stale = shared.task_queue.get(timeout=1)
+    ((message, stale),) = opened([shared.task_queue.get(timeout=1)])
     broker = get_broker()
     broker.release([stale])  # its cluster was presumed dead...
     (fresh,) = broker.claim("cluster-b", 1)  # ...and another cluster took the task
@@ -189,7 +210,7 @@ def test_a_worker_killed_after_its_task_returned_leaves_one_result() -> None:
     task_id = async_task("taskq_tests.jobs.add", 1, 1, max_attempts=2)
     _config, shared, pusher, worker, monitor = roles()
     pusher.step()
-    message, delivery = shared.task_queue.get(timeout=1)
+    ((message, delivery),) = opened([shared.task_queue.get(timeout=1)])
     worker.run_one(message, delivery)  # the outcome is on its way to the Monitor...
     real = drain(shared.result_queue)[0]
     sentinel = Sentinel(replace(get_config(), workers=1))
@@ -228,7 +249,58 @@ def test_a_claim_whose_answer_was_lost_is_given_back_before_the_next(monkeypatch
     assert shared.permits.get_value() == 4  # the permits came back
     monkeypatch.setattr(pusher.broker, "claim", real_claim)
     assert pusher.step() == 3
-    items = drain(shared.task_queue)
+    items = opened(drain(shared.task_queue))
     assert sorted(message.args for message, _ in items) == [(0, 1), (1, 1), (2, 1)]
     assert [delivery.attempt for _, delivery in items] == [1, 1, 1]  # the lost one uncounted
     assert pusher.abandoned == []
+
+
+def test_the_monitor_records_at_once_when_idle_and_lingers_when_busy(monkeypatch) -> None:
+    config = get_config()
+    shared = Shared.create(1, 2)
+    monitor = Monitor(config, get_broker(config=config), shared)
+    naps = []
+
+    def linger(seconds: float) -> None:  # an outcome arrives while the Monitor sleeps
+        naps.append(seconds)
+        shared.result_queue.put("arrived meanwhile")
+
+    monkeypatch.setattr("taskq.cluster.monitor.time.sleep", linger)
+    shared.result_queue.put("first")
+    monitor.collect(wait=1)
+    assert (monitor.pending, naps) == (["first"], [])  # idle: recorded at once
+    monitor.pending = []
+    monitor.busy = True  # the last batch had company
+    shared.result_queue.put("a")
+    monitor.collect(wait=1)
+    assert (monitor.pending, naps) == (["a", "arrived meanwhile"], [LINGER])  # one wake-up
+    monitor.pending = []
+    shared.result_queue.put(STOP)
+    monitor.collect(wait=1)
+    assert monitor.stopping
+    assert monitor.pending == []
+
+
+def test_a_worker_that_dies_while_opening_a_package_has_its_task_settled(monkeypatch) -> None:
+    task_id = async_task("taskq_tests.jobs.add", 1, 1, max_attempts=1)
+    config, _shared, pusher, worker, monitor = roles()
+    pusher.step()
+    seen = []
+
+    def dies_while_opening(delivery, **kwargs):
+        seen.append(running(worker.slot))  # what the Sentinel would find in the slot
+        raise SystemExit("killed")
+
+    monkeypatch.setattr("taskq.cluster.worker.open_package", dies_while_opening)
+    with pytest.raises(SystemExit):
+        worker.step(wait=1)
+    (task,) = seen
+    claimed = OrmQ.objects.get()
+    assert (task["task_id"], task["ack_id"], task["token"]) == ("", str(claimed.id), claimed.token)
+    sentinel = Sentinel(replace(config, workers=1))
+    sentinel.settle(task, "worker died (exit code -9)")
+    monitor.pending.append(sentinel.shared.result_queue.get(timeout=1))
+    monitor.flush()
+    failure = Failure.objects.get(id=task_id)  # the package was read back for its id
+    assert "Worker died" in failure.result
+    assert OrmQ.objects.count() == 0

@@ -57,24 +57,29 @@ class Monitor:
         self.saved_since_prune = 0
 
     def collect(self, wait: float) -> None:
-        """Add outcomes from the result queue to the pending batch."""
-        deadline = None
-        while len(self.pending) < BATCH:
-            timeout = wait if deadline is None else max(0.0, deadline - self.clock())
+        """Add outcomes from the result queue to the pending batch.
+
+        Idle, the first outcome is recorded at once. Busy (the last batch had company),
+        the Monitor sleeps ``LINGER`` seconds after the first outcome and then takes all
+        that arrived meanwhile: one wake-up per batch rather than one per outcome.
+        """
+        try:
+            self.take(self.shared.result_queue.get(timeout=wait))
+        except queue.Empty:
+            return
+        if self.busy and not self.stopping:
+            time.sleep(LINGER)
+        while len(self.pending) < BATCH and not self.stopping:
             try:
-                item = (
-                    self.shared.result_queue.get(timeout=timeout)
-                    if timeout
-                    else self.shared.result_queue.get_nowait()
-                )
+                self.take(self.shared.result_queue.get_nowait())
             except queue.Empty:
                 return
-            if isinstance(item, Stop):
-                self.stopping = True
-                return
+
+    def take(self, item: object) -> None:
+        if isinstance(item, Stop):
+            self.stopping = True
+        else:
             self.pending.append(item)
-            if deadline is None:  # idle: record at once; busy: gather a batch for a moment
-                deadline = self.clock() + (LINGER if self.busy else 0.0)
 
     def flush(self) -> int:
         """Record the pending batch; on a database error keep it for the next try."""

@@ -4,7 +4,8 @@ It never holds more than ``queue_limit`` tasks that have not started (a permit p
 task, given back by the worker that takes it): each claim is sized to that free
 capacity. It claims again at once while there is work, and
 backs off to ``poll`` when the queue is idle. A package that fails its signature check
-or cannot be unpickled is never run: it becomes a failed outcome with the reason.
+or cannot be unpickled is never run: the worker that opens it records why
+(:mod:`taskq.cluster.packages`).
 """
 
 from __future__ import annotations
@@ -12,18 +13,11 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import replace
-from datetime import datetime
-from typing import Any
 
 from django.db import close_old_connections
-from django.utils import timezone
 
-from taskq import signing
 from taskq.brokers import Broker
 from taskq.conf import ClusterConfig
-from taskq.exceptions import InvalidSignature
-from taskq.messages import Delivery, TaskMessage, TaskOutcome
 
 from .state import Shared
 
@@ -74,7 +68,7 @@ class Pusher:
         for _ in range(count):
             self.shared.permits.release()
 
-    def step(self, now: datetime | None = None) -> int:
+    def step(self) -> int:
         """Claim once and queue what was claimed; returns how many tasks were claimed."""
         self.give_back_abandoned()
         permits = self.take_permits(max(self.config.bulk, self.config.prefetch), self.config.poll)
@@ -89,17 +83,8 @@ class Pusher:
             self.give_back(permits)
             raise
         self.give_back(permits - len(deliveries))
-        now = now or timezone.now()
-        tasks = []
-        for delivery in deliveries:
-            item = self.unpack(delivery, now)
-            if isinstance(item, TaskOutcome):  # never run: straight to the Monitor
-                self.shared.permits.release()
-                self.shared.result_queue.put(item)
-            else:
-                tasks.append(item)
-        if tasks:
-            self.shared.task_queue.put_many(tasks)
+        if deliveries:  # the workers open the packages: each task is unpickled once
+            self.shared.task_queue.put_many(deliveries)
         return len(deliveries)
 
     def give_back_abandoned(self) -> None:
@@ -110,16 +95,6 @@ class Pusher:
             if released:
                 logger.warning("gave back %s tasks of a claim whose answer was lost", released)
             self.abandoned.pop(0)
-
-    def unpack(self, delivery: Delivery, now: datetime) -> Any:
-        """``(message, delivery)`` for a worker, or a failed outcome for an unreadable package."""
-        try:
-            task = signing.loads(delivery.payload, salt=self.config.name)
-            # the worker needs no payload: the Sentinel reads it back if the worker dies
-            return TaskMessage.from_dict(task), replace(delivery, payload="")
-        except InvalidSignature as exc:
-            logger.error("refused a queued package: ack_id=%s reason=%s", delivery.ack_id, exc)
-            return poisoned(delivery, str(exc), now)
 
     def run(self) -> None:
         """Claim until told to stop; adaptive polling between claims."""
@@ -150,21 +125,3 @@ class Pusher:
 
     def sleep(self, seconds: float) -> None:
         self.shared.stop.wait(seconds)
-
-
-def poisoned(delivery: Delivery, reason: str, now: datetime) -> TaskOutcome:
-    """A failed outcome for a package that must never run."""
-    message = TaskMessage(
-        id=uuid.uuid4().hex,
-        name=f"unreadable-{delivery.ack_id}",
-        func="<unreadable package>",
-        started=now,
-        ack_failure=True,
-    )
-    return TaskOutcome.failure(
-        message,
-        f"Package refused, never run: {reason}",
-        now=now,
-        attempt=delivery.attempt,
-        delivery=delivery,
-    )

@@ -34,6 +34,7 @@ from .worker import Worker
 
 logger = logging.getLogger(__name__)
 
+EXITING = 0.1  # seconds to let a worker whose pipe closed finish exiting
 TIMEOUT_GRACE = 2.0  # seconds between a task's soft timeout and killing its worker
 
 
@@ -223,7 +224,8 @@ class Sentinel:
                 return TaskMessage.from_dict(signing.loads(payload, salt=self.config.name))
             except Exception:
                 logger.exception("could not decode task_id=%s", task["task_id"])
-        return TaskMessage(id=task["task_id"], name=task["task_name"], func="<unknown>")
+        task_id = task["task_id"] or uuid.uuid4().hex  # died before it read the package
+        return TaskMessage(id=task_id, name=task["task_name"], func="<unknown>")
 
     def heartbeat(self, force: bool = False) -> None:
         now = self.clock()
@@ -312,8 +314,8 @@ class Sentinel:
                 item = self.shared.task_queue.get(timeout=wait)
             except queue.Empty:
                 return held
-            if isinstance(item, tuple) and item[1] is not None:
-                held.append(item[1])
+            if isinstance(item, Delivery):
+                held.append(item)
 
     def release_unstarted(self, held: list[Delivery] | None = None) -> None:
         held = (held or []) + self.take_unstarted(wait=0.05)
@@ -375,13 +377,17 @@ class Sentinel:
     def nap(self, seconds: float) -> None:
         """Sleep until the next guard cycle, a signal, or a worker's exit: a recycled
         worker is replaced at once, and a stop begins at once."""
-        ready: list[Any] = [p.sentinel for p in self.workers if p is not None]
+        waitables: list[Any] = [p.sentinel for p in self.workers if p is not None]
         if self.wakeup is not None:
-            ready.append(self.wakeup)
-        if ready:
-            wait(ready, seconds)
-        else:
+            waitables.append(self.wakeup)
+        if not waitables:
             time.sleep(seconds)
+        ready = wait(waitables, seconds) if waitables else []
+        for process in self.workers:
+            if process is not None and process.sentinel in ready:
+                # its pipe closes a moment before it can be reaped: wait for that moment
+                # rather than spin through guard cycles that still see it alive
+                process.join(timeout=EXITING)
         if self.wakeup is not None:
             self.wakeup.drain()
 

@@ -68,7 +68,7 @@ def clear(slot: WorkerSlot) -> None:
 
 def running(slot: WorkerSlot) -> dict[str, Any] | None:
     """The task a slot is running, or None."""
-    if slot.state != WorkerState.BUSY or not slot.task_id:
+    if slot.state != WorkerState.BUSY or not (slot.task_id or slot.ack_id):
         return None
     return {
         "task_id": slot.task_id.decode(),

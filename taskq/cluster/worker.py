@@ -1,8 +1,10 @@
 """A Worker runs tasks from the task queue and puts their outcomes on the result queue.
 
-It never touches the broker. A task past its timeout gets :class:`TaskTimeout` raised
-inside it (SIGALRM); if it does not stop, the Sentinel kills the process. The worker
-leaves after ``recycle`` tasks or above ``max_rss`` and the Sentinel replaces it.
+It opens each claimed package itself (signature check, unpickling; see
+:mod:`taskq.cluster.packages`) and never touches the broker. A task past its timeout
+gets :class:`TaskTimeout` raised inside it (SIGALRM); if it does not stop, the Sentinel
+kills the process. The worker leaves after ``recycle`` tasks or above ``max_rss`` and
+the Sentinel replaces it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from enum import Enum
 from types import FrameType
 
 from django.db import close_old_connections
+from django.utils import timezone
 
 from taskq import signals
 from taskq.conf import ClusterConfig
@@ -25,10 +28,13 @@ from taskq.exceptions import TaskTimeout
 from taskq.execution import execute
 from taskq.messages import Delivery, TaskMessage, TaskOutcome
 
+from .packages import open_package
 from .processes import rss_of
 from .state import Shared, WorkerSlot, clear, publish
 
 logger = logging.getLogger(__name__)
+
+OPENING = "(opening its package)"  # the slot's task name before the package is read
 
 
 class Exit(Enum):
@@ -69,8 +75,15 @@ class Worker:
         except queue.Empty:
             return False
         self.shared.permits.release()  # no longer held: the Pusher may claim another
-        message, delivery = item
-        self.run_one(message, delivery)
+        # the slot names the claim while the package is opened: if this process dies
+        # meanwhile, the Sentinel settles the task as it would a running one
+        publish(self.slot, task_id="", name=OPENING, delivery=item, timeout=None)
+        opened = open_package(item, salt=self.config.name, now=timezone.now())
+        if isinstance(opened, TaskOutcome):  # never run: straight to the Monitor
+            self.shared.result_queue.put(opened)
+            clear(self.slot)
+        else:
+            self.run_one(*opened)
         return True
 
     def run_one(self, message: TaskMessage, delivery: Delivery | None) -> TaskOutcome:
