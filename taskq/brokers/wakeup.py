@@ -17,12 +17,14 @@ import select
 import socket
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
 CHANNEL = "taskq"
 SLOTS = 8  # Pushers of one database and queue on one host that get datagram wake-ups
+REPROBE = 0.05  # seconds a wake-up skips the names that refused the last one
 HAS_ABSTRACT_SOCKETS = sys.platform.startswith("linux")
 
 
@@ -32,11 +34,20 @@ def socket_names(database: str, queue: str) -> list[bytes]:
 
 
 class DatagramWaker:
-    """Sends wake-ups to the Pushers of one SQLite database and queue on this host."""
+    """Sends wake-ups to the Pushers of one SQLite database and queue on this host.
 
-    def __init__(self, database: str, queue: str) -> None:
+    A name nobody has bound refuses the datagram; such names are skipped for
+    ``REPROBE`` seconds, so that a burst of enqueues does not knock on every empty slot
+    each time. A Pusher that binds a skipped name in that moment is woken by the next
+    enqueue after it, and meanwhile polls (it polls often just after it starts).
+    """
+
+    def __init__(self, database: str, queue: str, clock: Callable[[], float] = time.monotonic):
         self.names = socket_names(database, queue) if HAS_ABSTRACT_SOCKETS else []
         self.sock: socket.socket | None = None
+        self.clock = clock
+        self.refused: set[bytes] = set()
+        self.probe_after = 0.0
 
     def wake(self) -> None:
         if not self.names:
@@ -44,11 +55,26 @@ class DatagramWaker:
         if self.sock is None:
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             self.sock.setblocking(False)
+        now = self.clock()
+        probing = now >= self.probe_after
+        if probing:
+            self.refused = set()
+            self.probe_after = now + REPROBE
         for name in self.names:
+            if name in self.refused:
+                continue
             try:
                 self.sock.sendto(b"", name)
-            except OSError:  # nobody bound there, or its buffer is full: it is awake anyway
+            except (ConnectionRefusedError, FileNotFoundError):  # nobody bound there
+                if probing:
+                    self.refused.add(name)
+            except OSError:  # its buffer is full: that Pusher has wake-ups waiting anyway
                 continue
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
 
 
 class DatagramListener:
