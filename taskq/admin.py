@@ -30,6 +30,7 @@ from .exceptions import InvalidTask
 from .execution import import_func
 from .models import Cluster, Failure, OrmQ, Schedule, Success, Task
 from .scheduler import schedule_task
+from .status import STALE_BEATS, health
 
 TRACEBACK = "Traceback (most recent call last):"
 
@@ -446,7 +447,7 @@ class ClusterAdmin(admin.ModelAdmin):
             "opts": self.opts,
             "clusters": rows,
             "queues": queue_status(broker, {row["name"] for row in rows} | {config.queue_key}),
-            "stale_after": duration(3 * config.heartbeat),
+            "stale_after": duration(STALE_BEATS * config.heartbeat),
             "dead_after": duration(config.retry),
             "queue_url": self.queue_url(request),
         }
@@ -475,7 +476,6 @@ def as_datetime(value: Any) -> datetime | None:
 def cluster_status(row: dict[str, Any], config: Any) -> dict[str, Any]:
     """A cluster's status dict with its health, up time and each worker's running time."""
     age = row["age"]
-    health = "dead" if age > config.retry else "stale" if age > 3 * config.heartbeat else "ok"
     workers = []
     for worker in row.get("workers") or []:
         since = as_datetime(worker.get("since"))
@@ -484,7 +484,7 @@ def cluster_status(row: dict[str, Any], config: Any) -> dict[str, Any]:
     uptime = (row["heartbeat"] - row["started"]).total_seconds()
     return {
         **row,
-        "health": health,
+        "health": health(age, config),  # the rule qinfo and qmonitor use
         "uptime": duration(uptime),
         "age_text": duration(age),
         "workers": workers,

@@ -44,13 +44,15 @@ def cluster_env(extra_env: dict[str, str] | None = None, **q_cluster: Any) -> di
     return env
 
 
-def start(*args: str, **q_cluster: Any) -> subprocess.Popen[str]:
+def start(
+    *args: str, extra_env: dict[str, str] | None = None, **q_cluster: Any
+) -> subprocess.Popen[str]:
     """Start ``manage.py qcluster`` in its own process group; its output goes to a file
     (a pipe nobody reads would fill up and block the cluster)."""
     log = tempfile.NamedTemporaryFile("w+", prefix="qcluster-", suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen(
         [sys.executable, "-m", "django", "qcluster", "-v", "2", *args],
-        env=cluster_env(**q_cluster),
+        env=cluster_env(extra_env, **q_cluster),
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,

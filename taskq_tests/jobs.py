@@ -17,6 +17,11 @@ def echo(*args: Any, **kwargs: Any) -> Any:
     return {"args": args, "kwargs": kwargs}
 
 
+def size(data: bytes) -> int:
+    """The length of a (large) argument: a small result for a big payload."""
+    return len(data)
+
+
 def fail(message: str = "boom") -> None:
     raise ValueError(message)
 

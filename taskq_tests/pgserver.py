@@ -227,21 +227,7 @@ class PostgresServer:
         for attempt in range(1, attempts + 1):
             self.port = _free_port()
             try:
-                self._run(
-                    "pg_ctl",
-                    "--pgdata",
-                    str(self.datadir),
-                    "--log",
-                    str(self.logfile),
-                    "--options",
-                    f"-p {self.port}",
-                    "--wait",
-                    "--timeout",
-                    str(int(START_TIMEOUT)),
-                    "start",
-                    timeout=START_TIMEOUT + 10,
-                )
-                self._wait_until_ready()
+                self._pg_ctl_start()
                 break
             except (PostgresStartError, subprocess.TimeoutExpired) as exc:
                 port_taken = "already in use" in self._log_tail()
@@ -283,21 +269,50 @@ class PostgresServer:
         assert self.tempdir is not None
         if (self.datadir / "postmaster.pid").exists():
             try:
-                self._run(
-                    "pg_ctl",
-                    "--pgdata",
-                    str(self.datadir),
-                    "--mode",
-                    "fast",
-                    "--wait",
-                    "--timeout",
-                    str(int(STOP_TIMEOUT)),
-                    "stop",
-                    timeout=STOP_TIMEOUT + 10,
-                )
+                self._pg_ctl_stop()
             except (PostgresStartError, subprocess.TimeoutExpired):
                 self._kill_postmaster()
         shutil.rmtree(self.tempdir, ignore_errors=True)
+
+    def _pg_ctl_start(self) -> None:
+        self._run(
+            "pg_ctl",
+            "--pgdata",
+            str(self.datadir),
+            "--log",
+            str(self.logfile),
+            "--options",
+            f"-p {self.port}",
+            "--wait",
+            "--timeout",
+            str(int(START_TIMEOUT)),
+            "start",
+            timeout=START_TIMEOUT + 10,
+        )
+        self._wait_until_ready()
+
+    def _pg_ctl_stop(self) -> None:
+        """A fast shutdown: sessions are cut and their transactions rolled back."""
+        self._run(
+            "pg_ctl",
+            "--pgdata",
+            str(self.datadir),
+            "--mode",
+            "fast",
+            "--wait",
+            "--timeout",
+            str(int(STOP_TIMEOUT)),
+            "stop",
+            timeout=STOP_TIMEOUT + 10,
+        )
+
+    def pause(self) -> None:
+        """Shut the server down and keep its data, as a database restart would."""
+        self._pg_ctl_stop()
+
+    def resume(self) -> None:
+        """Start a paused server again, on the same port, with the same data."""
+        self._pg_ctl_start()
 
     def _kill_postmaster(self) -> None:
         with contextlib.suppress(OSError, ValueError, IndexError):

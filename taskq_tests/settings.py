@@ -77,7 +77,7 @@ elif TEST_DB == "sqlite":
             "NAME": os.environ.get("TASKQ_SQLITE_NAME", str(BASE_DIR / "taskq-test.sqlite3")),
             "OPTIONS": {
                 "transaction_mode": "IMMEDIATE",
-                "timeout": 30,
+                "timeout": float(os.environ.get("TASKQ_SQLITE_TIMEOUT", "30")),
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             },
             # One test database per test run, so that runs in parallel never share a file.

@@ -8,9 +8,10 @@ import pytest
 from django.utils import timezone
 
 from taskq.brokers import get_broker
-from taskq.brokers.orm import OrmBroker
 from taskq.models import Cluster, OrmQ
 from taskq.tasks import async_task
+
+from .brokermodel import heartbeat
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -104,19 +105,6 @@ def test_release_with_delay_sets_the_lock() -> None:
     broker = get_broker()
     broker.release(broker.claim("a", 1), delay=3600)
     assert broker.claim("a", 1) == []
-
-
-def heartbeat(broker: OrmBroker, cluster_id: str) -> None:
-    broker.heartbeat(
-        {
-            "id": cluster_id,
-            "name": "tests",
-            "host": "h",
-            "pid": 1,
-            "state": "running",
-            "started": timezone.now(),
-        }
-    )
 
 
 def test_orphans_are_the_tasks_of_clusters_without_a_recent_heartbeat() -> None:

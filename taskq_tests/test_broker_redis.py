@@ -14,12 +14,8 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 from hypothesis import settings as hypothesis_settings
-from hypothesis import strategies as st
 from hypothesis.stateful import (
-    RuleBasedStateMachine,
     invariant,
-    precondition,
-    rule,
     run_state_machine_as_test,
 )
 
@@ -29,6 +25,7 @@ from taskq.exceptions import ConfigurationError
 from taskq.messages import Delivery
 from taskq.tasks import async_task
 from taskq_tests import redisserver
+from taskq_tests.brokermodel import OWNERS, BrokerModel, heartbeat
 
 redis = pytest.importorskip("redis")
 
@@ -61,20 +58,6 @@ def task_ids(conn, deliveries) -> list[str]:
 def server_now(conn) -> float:
     seconds, micros = conn.time()
     return seconds + micros / 1e6
-
-
-def heartbeat(broker: RedisBroker, cluster_id: str) -> None:
-    broker.heartbeat(
-        {
-            "id": cluster_id,
-            "name": "tests",
-            "host": "h",
-            "pid": 1,
-            "state": "running",
-            "started": timezone.now(),
-            "workers": [{"pid": 7, "task_id": None, "since": None, "rss": 1, "done": 0}],
-        }
-    )
 
 
 def test_settings_select_the_redis_broker(settings, redis_url) -> None:
@@ -440,109 +423,23 @@ def test_the_admin_shows_the_clusters_that_heartbeat_in_redis(admin_client) -> N
     assert {q["key"]: q["waiting"] for q in page.context["queues"]} == {"tests": 2}
 
 
-OWNERS = ("a", "b", "c")
+class RedisBrokerModel(BrokerModel):
+    """The model of ``brokermodel.py`` on Redis, with each owner's held set checked."""
 
-
-class BrokerModel(RuleBasedStateMachine):
-    """Random enqueue / claim / ack / release / heartbeat / death / rescue sequences,
-    checked against a model after every step."""
-
-    def __init__(self) -> None:
-        super().__init__()
+    def clean(self) -> None:
         redisserver.delete_keys(redisserver.server_url())
-        self.broker = get_broker()
         self.client = redis.Redis.from_url(redisserver.server_url(), decode_responses=True)
-        self.tasks: dict[int, dict] = {}  # id -> state, priority, attempt, owner, token
-        self.deliveries: list[Delivery] = []  # every claim ever made, stale ones too
-        self.alive: set[str] = set()
 
     def teardown(self) -> None:
         self.client.close()
 
-    def ready_order(self) -> list[int]:
-        ready = [i for i, t in self.tasks.items() if t["state"] == "ready"]
-        return sorted(ready, key=lambda i: (-self.tasks[i]["priority"], i))
-
-    def current(self, delivery: Delivery) -> bool:
-        task = self.tasks.get(delivery.ack_id)
-        return task is not None and task["state"] == "claimed" and task["token"] == delivery.token
-
-    @rule(priority=st.integers(-2, 2), delayed=st.booleans())
-    def enqueue(self, priority: int, delayed: bool) -> None:
-        run_after = timezone.now() + timedelta(hours=1) if delayed else None
-        ack_id = self.broker.enqueue("p", priority=priority, run_after=run_after)
-        assert ack_id not in self.tasks
-        state = "delayed" if delayed else "ready"
-        self.tasks[ack_id] = {"state": state, "priority": priority, "attempt": 0, "owner": None}
-
-    @rule(owner=st.sampled_from(OWNERS), count=st.integers(1, 4))
-    def claim(self, owner: str, count: int) -> None:
-        expected = self.ready_order()[:count]
-        batch = self.broker.claim(owner, count)
-        assert [d.ack_id for d in batch] == expected
-        for delivery in batch:
-            task = self.tasks[delivery.ack_id]
-            task.update(state="claimed", owner=owner, token=delivery.token)
-            task["attempt"] += 1
-            assert delivery.attempt == task["attempt"]
-        self.deliveries += batch
-
-    @precondition(lambda self: self.deliveries)
-    @rule(data=st.data())
-    def ack(self, data) -> None:
-        delivery = data.draw(st.sampled_from(self.deliveries))
-        expected = {(delivery.ack_id, delivery.token)} if self.current(delivery) else set()
-        assert self.broker.ack_many([delivery]) == expected
-        if expected:
-            del self.tasks[delivery.ack_id]
-
-    @precondition(lambda self: self.deliveries)
-    @rule(data=st.data(), delayed=st.booleans())
-    def release(self, data, delayed: bool) -> None:
-        delivery = data.draw(st.sampled_from(self.deliveries))
-        current = self.current(delivery)
-        assert self.broker.release([delivery], delay=3600 if delayed else 0) == int(current)
-        if current:
-            task = self.tasks[delivery.ack_id]
-            task.update(state="delayed" if delayed else "ready", owner=None, token=None)
-
-    @rule(owner=st.sampled_from(OWNERS))
-    def heartbeat(self, owner: str) -> None:
-        heartbeat(self.broker, owner)
-        self.alive.add(owner)
-
-    @rule(owner=st.sampled_from(OWNERS))
-    def die(self, owner: str) -> None:
+    def kill(self, owner: str) -> None:
         if owner in self.alive:
             self.client.zadd("taskq:tests:clusters", {owner: server_now(self.client) - 600})
-            self.alive.discard(owner)
-
-    @rule()
-    def rescue(self) -> None:
-        orphans = self.broker.orphans(retry=60)
-        expected = {
-            i
-            for i, t in self.tasks.items()
-            if t["state"] == "claimed" and t["owner"] not in self.alive
-        }
-        assert {o.ack_id for o in orphans} == expected
-        assert self.broker.release(orphans) == len(expected)
-        for ack_id in expected:
-            self.tasks[ack_id].update(state="ready", owner=None, token=None)
-
-    @precondition(lambda self: self.tasks)
-    @rule(data=st.data())
-    def delete(self, data) -> None:
-        ack_id = data.draw(st.sampled_from(sorted(self.tasks)))
-        self.broker.delete(ack_id)
-        del self.tasks[ack_id]
 
     @invariant()
     def sizes_and_claims_match_the_model(self) -> None:
-        states = [t["state"] for t in self.tasks.values()]
-        assert self.broker.queue_size() == states.count("ready") + states.count("delayed")
-        assert self.broker.ready_size() == states.count("ready")
-        assert self.broker.lock_size() == states.count("claimed")
+        self.check_sizes()
         for owner in OWNERS:
             held = {
                 i for i, t in self.tasks.items() if t["state"] == "claimed" and t["owner"] == owner
@@ -555,7 +452,7 @@ class BrokerModel(RuleBasedStateMachine):
 
 def test_the_broker_matches_its_model_under_random_operations() -> None:
     run_state_machine_as_test(
-        BrokerModel,
+        RedisBrokerModel,
         settings=hypothesis_settings(
             max_examples=40, stateful_step_count=40, deadline=None, derandomize=True, database=None
         ),

@@ -304,7 +304,8 @@ def test_poison_payloads_become_failures_and_healthy_tasks_flow(tmp_path) -> Non
         salt="tests",
     )
     broker.enqueue(gone)
-    big = async_task("taskq_tests.jobs.echo", "x" * 5_000_000)
+    big = async_task("taskq_tests.jobs.echo", "x" * 5_000_000)  # and a 5 MB result
+    huge = async_task("taskq_tests.jobs.size", os.urandom(50 * 1024 * 1024))  # 50 MB
     ok = async_task("taskq_tests.jobs.add", 1, 2)
     done = clusters.run_once()
     assert done.returncode == 0, done.stdout + done.stderr
@@ -312,6 +313,7 @@ def test_poison_payloads_become_failures_and_healthy_tasks_flow(tmp_path) -> Non
     assert any("cannot be unpickled" in r for r in reasons)
     assert "removed_since" in Failure.objects.get(id="c" * 32).result
     assert len(result(big)["args"][0]) == 5_000_000
+    assert result(huge) == 50 * 1024 * 1024
     assert result(ok) == 3
     assert OrmQ.objects.count() == 0
 

@@ -178,7 +178,10 @@ class OrmBroker(Broker):
         return self.queue().delete()[0]
 
     def ready_size(self) -> int:
-        due = Q(lock__isnull=True) | Q(lock__lte=Now())
+        # on SQLite the claim compares with the host's clock to the microsecond; Now()
+        # has milliseconds there, and would call a task enqueued this millisecond not due
+        now = timezone.now() if self.connection.vendor == "sqlite" else Now()
+        due = Q(lock__isnull=True) | Q(lock__lte=now)
         return self.queue().filter(owner__isnull=True).filter(due).count()
 
     def claimed_payload(self, ack_id: Any, token: str | None) -> str | None:
