@@ -23,6 +23,7 @@ from taskq.messages import TaskOutcome
 from taskq.outcomes import record
 
 from .state import Shared
+from .trouble import Trouble
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class Monitor:
         self.stopping = False
         self.last_prune = clock()
         self.saved_since_prune = 0
+        self.trouble = Trouble(logger, "could not record outcomes; retrying")
 
     def collect(self, wait: float) -> None:
         """Add outcomes from the result queue to the pending batch.
@@ -117,8 +119,9 @@ class Monitor:
         while not (self.stopping and not self.pending):
             try:
                 self.step()
+                self.trouble.succeeded()
             except Exception:
-                logger.exception("could not record %s outcomes; retrying", len(self.pending))
+                self.trouble.failed()
                 close_old_connections()
                 time.sleep(1.0)
 

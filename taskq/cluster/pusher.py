@@ -20,6 +20,7 @@ from taskq.brokers import Broker
 from taskq.conf import ClusterConfig
 
 from .state import Shared
+from .trouble import Trouble
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class Pusher:
         self.cluster_id = cluster_id
         self.pause = MIN_PAUSE
         self.abandoned: list[str] = []  # tokens of claims whose answer was lost
+        self.trouble = Trouble(logger, "claim failed; retrying")
 
     def take_permits(self, wanted: int, wait: float) -> int:
         """Up to ``wanted`` permits; blocks up to ``wait`` seconds for the first one.
@@ -101,8 +103,9 @@ class Pusher:
         while not self.shared.stop.is_set():
             try:
                 claimed = self.step()
+                self.trouble.succeeded()
             except Exception:
-                logger.exception("claim failed; retrying")
+                self.trouble.failed()
                 close_old_connections()
                 self.broker.close()
                 self.sleep(1.0)

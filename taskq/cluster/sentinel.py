@@ -30,6 +30,7 @@ from .processes import SignalWakeup, cpus_for, spawn
 from .pusher import Pusher
 from .state import Shared, WorkerState, running
 from .status import cluster_status
+from .trouble import Trouble
 from .worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,11 @@ class Sentinel:
         self.idle_checks = 0
         self.stop_requested = False
         self.killed: dict[int, str] = {}  # worker pid -> why the Sentinel killed it
+        self.troubles = {
+            "heartbeat": Trouble(logger, "heartbeat failed"),
+            "rescue": Trouble(logger, "rescue failed"),
+            "schedules": Trouble(logger, "running due schedules failed"),
+        }
 
     # children -------------------------------------------------------------------------
     def start_worker(self, index: int) -> None:
@@ -234,14 +240,16 @@ class Sentinel:
         try:
             self.broker.heartbeat(cluster_status(self))
             self.last_heartbeat = now
+            self.troubles["heartbeat"].succeeded()
         except Exception:
-            logger.exception("heartbeat failed")
+            self.troubles["heartbeat"].failed()
             close_old_connections()
 
     def rescue_orphans(self) -> None:
         """Give back the tasks of clusters whose heartbeat stopped, or fail them if spent."""
         try:
             orphans = self.broker.orphans(self.config.retry)
+            self.troubles["rescue"].succeeded()
             if not orphans:
                 self.broker.prune_clusters(self.config.retry)
                 return
@@ -264,7 +272,7 @@ class Sentinel:
                 len(spent),
             )
         except Exception:
-            logger.exception("rescue failed")
+            self.troubles["rescue"].failed()
             close_old_connections()
 
     def run_schedules(self, now: float) -> None:
@@ -275,8 +283,9 @@ class Sentinel:
 
         try:
             run_due(self.config, self.broker)
+            self.troubles["schedules"].succeeded()
         except Exception:
-            logger.exception("running due schedules failed")
+            self.troubles["schedules"].failed()
             close_old_connections()
 
     def queue_drained(self) -> bool:
