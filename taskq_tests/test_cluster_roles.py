@@ -7,7 +7,6 @@ import os
 
 import pytest
 from django.db import OperationalError
-from django.utils import timezone
 
 from taskq.brokers import get_broker
 from taskq.cluster.monitor import LINGER, STOP, Monitor
@@ -56,7 +55,7 @@ def test_pusher_claims_no_more_than_queue_limit() -> None:
 
 def opened(deliveries: list) -> list:
     """The (message, delivery) pairs a worker would run."""
-    return [open_package(d, salt=get_config().name, now=timezone.now()) for d in deliveries]
+    return [open_package(d, salt=get_config().name) for d in deliveries]
 
 
 def test_the_pusher_hands_over_packages_as_stored() -> None:

@@ -28,7 +28,7 @@ from .trouble import Trouble
 logger = logging.getLogger(__name__)
 
 BATCH = 500  # most outcomes recorded in one transaction
-LINGER = 0.003  # under load: seconds to gather more outcomes once one arrived
+LINGER = 0.010  # under load: seconds to gather more outcomes once one arrived
 PRUNE_EVERY = 10.0  # seconds between save_limit prunings
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import replace
+from collections.abc import Callable
 from datetime import datetime
+
+from django.utils import timezone
 
 from taskq import signing
 from taskq.exceptions import InvalidSignature
@@ -21,17 +23,30 @@ from taskq.messages import Delivery, TaskMessage, TaskOutcome
 logger = logging.getLogger(__name__)
 
 
+def read_message(payload: str, salt: str) -> TaskMessage:
+    """The task in a signed package; raises :class:`InvalidSignature` for a package that
+    fails its signature check or cannot be unpickled."""
+    return TaskMessage.from_dict(signing.loads(payload, salt=salt))
+
+
+def message_or_none(payload: str, salt: str) -> TaskMessage | None:
+    try:
+        return read_message(payload, salt)
+    except Exception:
+        return None
+
+
 def open_package(
-    delivery: Delivery, *, salt: str, now: datetime
+    delivery: Delivery, *, salt: str, clock: Callable[[], datetime] = timezone.now
 ) -> tuple[TaskMessage, Delivery] | TaskOutcome:
     """The task to run and its delivery (without the package, which is no longer
     needed), or a failed outcome for a package that must never run."""
     try:
-        task = signing.loads(delivery.payload, salt=salt)
-        return TaskMessage.from_dict(task), replace(delivery, payload="")
+        message = read_message(delivery.payload, salt)
     except InvalidSignature as exc:
         logger.error("refused a queued package: ack_id=%s reason=%s", delivery.ack_id, exc)
-        return poisoned(delivery, str(exc), now)
+        return poisoned(delivery, str(exc), clock())
+    return message, Delivery.create(delivery.ack_id, delivery.token, delivery.attempt, "")
 
 
 def poisoned(delivery: Delivery, reason: str, now: datetime) -> TaskOutcome:

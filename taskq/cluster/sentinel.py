@@ -18,7 +18,6 @@ from typing import Any
 from django.db import close_old_connections
 from django.utils import timezone
 
-from taskq import signing
 from taskq.brokers import Broker, get_broker
 from taskq.conf import ClusterConfig
 from taskq.messages import Delivery, TaskMessage, TaskOutcome
@@ -26,6 +25,7 @@ from taskq.outcomes import record
 
 from .channel import Relay
 from .monitor import STOP, Monitor
+from .packages import message_or_none, read_message
 from .processes import SignalWakeup, cpus_for, spawn
 from .pusher import Pusher
 from .state import Shared, WorkerState, running
@@ -227,7 +227,7 @@ class Sentinel:
                 logger.exception("could not read back task_id=%s", task["task_id"])
         if payload:
             try:
-                return TaskMessage.from_dict(signing.loads(payload, salt=self.config.name))
+                return read_message(payload, self.config.name)
             except Exception:
                 logger.exception("could not decode task_id=%s", task["task_id"])
         task_id = task["task_id"] or uuid.uuid4().hex  # died before it read the package
@@ -255,7 +255,7 @@ class Sentinel:
                 return
             spent, again = [], []
             for delivery in orphans:
-                message = decode_or_none(delivery.payload, self.config.name)
+                message = message_or_none(delivery.payload, self.config.name)
                 limit = self.config.max_attempts
                 if message is not None and message.max_attempts is not None:
                     limit = message.max_attempts
@@ -399,13 +399,6 @@ class Sentinel:
                 process.join(timeout=EXITING)
         if self.wakeup is not None:
             self.wakeup.drain()
-
-
-def decode_or_none(payload: str, salt: str) -> TaskMessage | None:
-    try:
-        return TaskMessage.from_dict(signing.loads(payload, salt=salt))
-    except Exception:
-        return None
 
 
 def lost_outcome(message: TaskMessage, delivery: Delivery, cluster: str) -> TaskOutcome:

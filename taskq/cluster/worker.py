@@ -19,7 +19,6 @@ from enum import Enum
 from types import FrameType
 
 from django.db import close_old_connections
-from django.utils import timezone
 
 from taskq import signals
 from taskq.conf import ClusterConfig
@@ -78,7 +77,7 @@ class Worker:
         # the slot names the claim while the package is opened: if this process dies
         # meanwhile, the Sentinel settles the task as it would a running one
         publish(self.slot, task_id="", name=OPENING, delivery=item, timeout=None)
-        opened = open_package(item, salt=self.config.name, now=timezone.now())
+        opened = open_package(item, salt=self.config.name)
         if isinstance(opened, TaskOutcome):  # never run: straight to the Monitor
             self.shared.result_queue.put(opened)
             clear(self.slot)
@@ -140,7 +139,8 @@ class Worker:
 def serialize(outcome: TaskOutcome) -> bytes:
     """The outcome pickled once for the result queue, without the exception object; a
     return value that cannot be pickled turns the outcome into a failure that says so."""
-    outcome = replace(outcome, error=None)
+    if outcome.error is not None:
+        outcome = replace(outcome, error=None)
     try:
         return pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:
