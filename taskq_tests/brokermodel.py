@@ -1,5 +1,5 @@
 """A model of a broker for stateful property tests: random enqueue / claim / ack /
-release / heartbeat / death / rescue / delete sequences, each result compared with what
+release / abandon / heartbeat / death / rescue / delete sequences, each result compared with what
 the model expects. ``test_broker_orm_model.py`` and ``test_broker_redis.py`` subclass it
 with their own set-up, cluster death and invariants."""
 
@@ -61,6 +61,21 @@ class BrokerModel(RuleBasedStateMachine):
     def make_ready(self, ack_id: Any, *, delayed: bool = False) -> None:
         state = "delayed" if delayed else "ready"
         self.tasks[ack_id].update(state=state, owner=None, token=None)
+
+    @precondition(lambda self: self.claims)
+    @rule(data=st.data())
+    def abandon(self, data) -> None:
+        """Everything the claim's token still holds comes back, attempt uncounted."""
+        owner, delivery = data.draw(st.sampled_from(self.claims))
+        held = [
+            i
+            for i, t in self.tasks.items()
+            if t["state"] == "claimed" and t["owner"] == owner and t["token"] == delivery.token
+        ]
+        assert self.broker.abandon(owner, delivery.token) == len(held)
+        for ack_id in held:
+            self.make_ready(ack_id)
+            self.tasks[ack_id]["attempt"] -= 1
 
     @rule(priority=st.integers(-2, 2), delayed=st.booleans())
     def enqueue(self, priority: int, delayed: bool) -> None:

@@ -1,5 +1,5 @@
-"""The ORM broker against the model of ``brokermodel.py``, with the ORM broker's own
-``abandon`` (a claim whose answer was lost) and its rows checked after every step."""
+"""The ORM broker against the model of ``brokermodel.py``, with its rows checked after
+every step."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 from hypothesis import settings as hypothesis_settings
-from hypothesis import strategies as st
-from hypothesis.stateful import invariant, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import invariant, run_state_machine_as_test
 
 from taskq.models import Cluster, OrmQ
 
@@ -26,21 +25,6 @@ class OrmBrokerModel(BrokerModel):
     def kill(self, owner: str) -> None:
         stale = timezone.now() - timedelta(seconds=600)
         Cluster.objects.filter(id=owner).update(heartbeat=stale)
-
-    @precondition(lambda self: self.claims)
-    @rule(data=st.data())
-    def abandon(self, data) -> None:
-        """Everything the claim's token still holds comes back, attempt uncounted."""
-        owner, delivery = data.draw(st.sampled_from(self.claims))
-        held = [
-            i
-            for i, t in self.tasks.items()
-            if t["state"] == "claimed" and t["owner"] == owner and t["token"] == delivery.token
-        ]
-        assert self.broker.abandon(owner, delivery.token) == len(held)
-        for ack_id in held:
-            self.make_ready(ack_id)
-            self.tasks[ack_id]["attempt"] -= 1
 
     @invariant()
     def the_table_matches_the_model(self) -> None:

@@ -247,6 +247,19 @@ def test_release_returns_tasks_and_keeps_the_attempt_count() -> None:
     assert broker.release([]) == 0
 
 
+def test_abandon_gives_back_what_a_lost_claim_took_with_its_attempt_uncounted(conn) -> None:
+    enqueue(3)
+    broker = get_broker()
+    lost = broker.claim("a", 2, token="lost")
+    kept = broker.claim("a", 1, token="kept")
+    assert broker.abandon("a", "lost") == 2
+    assert broker.abandon("a", "lost") == 0
+    assert conn.smembers("taskq:tests:held:a") == {str(kept[0].ack_id)}
+    again = broker.claim("b", 5)
+    assert [d.ack_id for d in again] == [d.ack_id for d in lost]  # in their old order
+    assert all(d.attempt == 1 for d in again)  # the lost claim's attempt was uncounted
+
+
 def test_release_with_delay_holds_the_task_back(conn) -> None:
     enqueue(1)
     broker = get_broker()

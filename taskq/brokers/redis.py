@@ -228,6 +228,9 @@ class RedisBroker(Broker):
             return 0
         return int(self.run("release", repr(float(delay)), "1" if unstarted else "0", *flat))
 
+    def abandon(self, owner: str, token: str) -> int:
+        return int(self.run("abandon", owner, token))
+
     def orphans(self, retry: float) -> list[Delivery]:
         rows = self.run("orphans", repr(float(retry)), self.owner_id)
         return [

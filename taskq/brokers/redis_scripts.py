@@ -222,6 +222,24 @@ return n
 """
 
 # ARGV: P, queue -> tasks that could be claimed now
+# ARGV: P, owner, token -> how many of that claim's tasks went back, attempt uncounted
+ABANDON = """
+local owner, token = ARGV[2], ARGV[3]
+local n = 0
+for _, id in ipairs(redis.call('SMEMBERS', P .. 'held:' .. owner)) do
+  local key = tkey(id)
+  local f = redis.call('HMGET', key, 'token', 'queue', 'rank')
+  if f[1] == token then
+    unclaim(id, key, f[2], owner)
+    redis.call('HINCRBY', key, 'attempt', -1)
+    redis.call('ZADD', qkey(f[2], 'ready'), f[3], id)
+    wake(f[2])
+    n = n + 1
+  end
+end
+return n
+"""
+
 READY = """
 local queue = ARGV[2]
 return redis.call('ZCARD', qkey(queue, 'ready'))
@@ -267,6 +285,7 @@ SCRIPTS = {
     "held": HELD,
     "ack": ACK,
     "release": RELEASE,
+    "abandon": ABANDON,
     "orphans": ORPHANS,
     "heartbeat": HEARTBEAT,
     "clusters": CLUSTERS,
