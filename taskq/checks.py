@@ -92,7 +92,18 @@ def check_values(raw: dict[str, Any], where: str) -> list[checks.CheckMessage]:
                 4,
             )
         )
-    heartbeat = raw.get("heartbeat", 5.0)
+    heartbeat, guard = raw.get("heartbeat", 5.0), raw.get("guard_cycle", 0.5)
+    if isinstance(heartbeat, numbers) and isinstance(guard, numbers) and guard > heartbeat > 0:
+        problems.append(
+            warning(
+                f"{where}: 'guard_cycle' ({guard}) is longer than 'heartbeat' ({heartbeat}).",
+                "The Sentinel writes the heartbeat from its guard cycle, so it would come "
+                f"every {guard} s, not every {heartbeat} s; keep 'guard_cycle' at most "
+                "'heartbeat'.",
+                7,
+            )
+        )
+        heartbeat = guard  # how often heartbeats really come
     if isinstance(retry, numbers) and isinstance(heartbeat, numbers) and retry < 3 * heartbeat:
         problems.append(
             warning(

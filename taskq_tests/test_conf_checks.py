@@ -79,6 +79,8 @@ def test_unknown_key_warns_with_did_you_mean() -> None:
         ({"orm": "missing"}, "taskq.E007"),
         ({"sqs": {}}, "taskq.W002"),
         ({"retry": 5}, "taskq.W004"),
+        ({"guard_cycle": 6}, "taskq.W007"),
+        ({"guard_cycle": 30, "heartbeat": 5, "retry": 80}, "taskq.W004"),  # beats every 30 s
         ("not a dict", "taskq.E001"),
         ({"ALT_CLUSTERS": {"x": {"workres": 1}}}, "taskq.W001"),
         ({"error_reporter": {"no-such-reporter": {}}}, "taskq.W006"),
@@ -87,6 +89,11 @@ def test_unknown_key_warns_with_did_you_mean() -> None:
 def test_checks_report_each_problem_with_an_id(q_cluster, expected: str) -> None:
     with override_settings(Q_CLUSTER=q_cluster):
         assert expected in ids(check_settings())
+
+
+@override_settings(Q_CLUSTER={"name": "tests", "guard_cycle": 0.5, "heartbeat": 0.5})
+def test_a_guard_cycle_as_long_as_the_heartbeat_is_fine() -> None:
+    assert check_settings() == []
 
 
 def test_redis_without_the_package_is_an_error(monkeypatch) -> None:
