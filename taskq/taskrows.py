@@ -156,29 +156,35 @@ def ack_and_write(
 ) -> set[tuple[Any, str | None]]:
     """One statement: delete the queue rows of ``deliveries`` matching their claim
     tokens, and write the rows of those outcomes in ``saved`` whose claim that delete
-    confirmed. Returns the confirmed ``(ack_id, token)`` pairs."""
+    confirmed. Returns the confirmed ``(ack_id, token)`` pairs.
+
+    Values travel as one array per column, so the statement's text is the same for every
+    batch: the driver converts it once, and the server parses a short statement."""
     connection = results_connection()
     stamp = connection.ops.adapt_datetimefield_value
-    params: list[Any] = [d.ack_id for d in deliveries]
-    params += [x for d in deliveries for x in (d.ack_id, d.token)]
+    ack_ids = [d.ack_id for d in deliveries]
+    rows = []
     for outcome in saved:
         delivery = outcome.delivery
         assert delivery is not None  # can_ack_and_write checked
-        params += [delivery.ack_id, delivery.token]
-        params += encoded.get(id(outcome)) or outcome_values(outcome, stamp)
+        values = encoded.get(id(outcome)) or outcome_values(outcome, stamp)
+        rows.append((delivery.ack_id, delivery.token, *values))
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    params = [ack_ids, ack_ids, [d.token for d in deliveries], *columns]
     with connection.cursor() as cursor:
-        cursor.execute(ack_and_write_sql(connection.alias, len(deliveries), len(saved)), params)
+        cursor.execute(ack_and_write_sql(connection.alias), params)
         return {(row[0], row[1]) for row in cursor.fetchall()}
 
 
-@functools.lru_cache(maxsize=256)
-def ack_and_write_sql(alias: str, acks: int, rows: int) -> str:
-    """The statement of :func:`ack_and_write` for ``acks`` claims and ``rows`` rows."""
+@functools.lru_cache(maxsize=16)
+def ack_and_write_sql(alias: str) -> str:
+    """The statement of :func:`ack_and_write`: its parameters are the claims' ack ids
+    (twice) and tokens, then the rows' ack ids, tokens and :data:`COLUMNS`, each an array."""
     connection = connections[alias]
     quote = connection.ops.quote_name
-    casts = [Task._meta.get_field(name).db_type(connection) for name in COLUMNS]
     ack_type = OrmQ._meta.pk.rel_db_type(connection)
-    row = f"(%s::{ack_type}, %s::text, " + ", ".join(f"%s::{cast}" for cast in casts) + ")"
+    casts = [Task._meta.get_field(name).db_type(connection) for name in COLUMNS]
+    arrays = ", ".join(f"%s::{cast}[]" for cast in casts)
     names = ", ".join(quote(name) for name in COLUMNS)
     selected = ", ".join(f"incoming.{quote(name)}" for name in COLUMNS)
     confirmed = (
@@ -187,9 +193,11 @@ def ack_and_write_sql(alias: str, acks: int, rows: int) -> str:
     )
     return (
         f"WITH acked AS (DELETE FROM {quote(OrmQ._meta.db_table)} "
-        f"WHERE id IN ({', '.join(['%s'] * acks)}) "
-        f"AND (id, token) IN (VALUES {', '.join(['(%s, %s)'] * acks)}) RETURNING id, token), "
-        f"incoming (ack_id, ack_token, {names}) AS (VALUES {', '.join([row] * rows)}), "
+        f"WHERE id = ANY(%s::{ack_type}[]) "
+        f"AND (id, token) IN (SELECT * FROM unnest(%s::{ack_type}[], %s::text[])) "
+        "RETURNING id, token), "
+        f"incoming (ack_id, ack_token, {names}) AS "
+        f"(SELECT * FROM unnest(%s::{ack_type}[], %s::text[], {arrays})), "
         f"written AS ({upsert_sql(connection, confirmed)}) "
         "SELECT id, token FROM acked"
     )

@@ -53,6 +53,17 @@ def test_pusher_claims_no_more_than_queue_limit() -> None:
     assert OrmQ.objects.filter(owner="cluster-a").count() == 2
 
 
+def test_pusher_claims_as_soon_as_a_worker_takes_a_task() -> None:
+    for i in range(6):
+        async_task("taskq_tests.jobs.add", i, 1)
+    _config, _shared, pusher, worker, _monitor = roles(workers=2, queue_limit=4)
+    assert pusher.step() == 4
+    assert worker.step(wait=1) is True  # one task started: one permit free
+    assert pusher.step() == 1  # claimed for that one, with three still queued
+    assert pusher.take_permits(4, wait=0.01) == 0  # none free: gives up after ``wait``
+    assert OrmQ.objects.filter(owner="cluster-a").count() == 5
+
+
 def opened(deliveries: list) -> list:
     """The (message, delivery) pairs a worker would run."""
     return [open_package(d, salt=get_config().name) for d in deliveries]

@@ -92,3 +92,22 @@ def test_the_one_statement_path_is_for_postgresql_with_claims() -> None:
         outcomes[0].message, "x", now=timezone.now(), attempt=1, delivery=None
     )
     assert not can_ack_and_write("default", deliveries, [*outcomes, unclaimed])
+
+
+def test_every_column_survives_the_batch_whatever_its_text() -> None:
+    """Names, groups and results with quotes, braces, backslashes, commas, NULLs and
+    non-ASCII text come back as they went in, beside a row whose optional columns are
+    all empty (on PostgreSQL the values travel as arrays)."""
+    awkward = "a \"quoted\", {braced} \\ back\\slash; 'single' NULL ünïcode ✓"
+    plain = async_task("taskq_tests.jobs.add", 1, 2)
+    odd = async_task(
+        "taskq_tests.jobs.add", awkward, "!", task_name=awkward[:100], group='{g}, \\ "x"'
+    )
+    done = record(run_claimed("cluster-a", 2), get_broker(), get_config())
+    assert len(done.saved) == 2
+    row = Task.objects.get(id=odd)
+    assert (row.name, row.group, row.result) == (awkward[:100], '{g}, \\ "x"', awkward + "!")
+    assert row.args == (awkward, "!")
+    empty = Task.objects.get(id=plain)
+    assert (empty.group, empty.hook, empty.result, empty.success) == (None, None, 3, True)
+    assert OrmQ.objects.count() == 0

@@ -11,7 +11,6 @@ or cannot be unpickled is never run: the worker that opens it records why
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 
 from django.db import close_old_connections
@@ -26,7 +25,6 @@ logger = logging.getLogger(__name__)
 
 MIN_PAUSE = 0.005
 PUSHED_POLL = 1.0  # seconds between polls of an idle queue that has push wake-ups
-GATHER = 0.001  # seconds to gather free capacity into one claim while workers have enough
 
 
 class Pusher:
@@ -42,29 +40,20 @@ class Pusher:
         self.trouble = Trouble(logger, "claim failed; retrying")
 
     def take_permits(self, wanted: int, wait: float) -> int:
-        """Up to ``wanted`` permits; blocks up to ``wait`` seconds for the first one.
+        """Up to ``wanted`` permits: blocks up to ``wait`` seconds for the first one, then
+        takes those that are free at that moment.
 
-        While the workers still have a task each waiting, it gathers permits for a moment
-        (``GATHER`` seconds) so that claims come in batches rather than one at a time.
+        The Pusher claims as soon as a worker has taken a task, rather than waiting to
+        gather a larger claim: with ``queue_limit`` at ``workers * 2`` there are only a
+        few tasks queued, and on SQLite a claim may wait for the Monitor's write, so a
+        claim that waits for company lets the workers run dry.
         """
         if not self.shared.permits.acquire(timeout=wait):
             return 0
         taken = 1
-        deadline = time.monotonic() + GATHER
-        while taken < wanted:
-            if self.shared.permits.acquire(block=False):
-                taken += 1
-                continue
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or self.queued() < self.config.workers:
-                break  # the workers would run dry before the next claim: claim now
-            if self.shared.permits.acquire(timeout=remaining):
-                taken += 1
+        while taken < wanted and self.shared.permits.acquire(block=False):
+            taken += 1
         return taken
-
-    def queued(self) -> int:
-        """Tasks waiting for a worker (claimed, not started)."""
-        return self.config.prefetch - self.shared.permits.get_value()
 
     def give_back(self, count: int) -> None:
         for _ in range(count):
