@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from taskq.brokers import get_broker
@@ -60,6 +61,41 @@ def test_run_after_is_not_delivered_before_its_time() -> None:
     broker = get_broker()
     batch = broker.claim("a", 10)
     assert [OrmQ.objects.get(pk=d.ack_id).task_ident for d in batch] == [due]
+
+
+def test_a_claim_inside_a_transaction_joins_it() -> None:
+    async_task("taskq_tests.jobs.add", 1, 1)
+    broker = get_broker()
+
+    def claim_then_roll_back() -> None:
+        with transaction.atomic():
+            assert len(broker.claim("cluster-a", 5)) == 1
+            raise RuntimeError("roll back")
+
+    with pytest.raises(RuntimeError):
+        claim_then_roll_back()
+    assert OrmQ.objects.get().owner is None  # the claim was rolled back with the caller
+    assert len(broker.claim("cluster-a", 5)) == 1
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's own claim path")
+def test_a_failed_sqlite_claim_leaves_no_transaction_open() -> None:
+    async_task("taskq_tests.jobs.add", 1, 1)
+    broker = get_broker()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TRIGGER refuse BEFORE UPDATE ON django_q_ormq "
+            "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+        )
+    try:
+        with pytest.raises(DatabaseError, match="refused by the test"):
+            broker.claim("cluster-a", 5)  # a Django error, as from any query
+        assert not connection.connection.in_transaction
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER refuse")
+    assert len(broker.claim("cluster-a", 5)) == 1
+    assert OrmQ.objects.get().owner == "cluster-a"
 
 
 def test_claim_only_reads_its_own_queue() -> None:

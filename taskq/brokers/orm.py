@@ -56,6 +56,31 @@ WHERE id IN (
     ORDER BY priority DESC, id LIMIT %s)
 RETURNING id, attempt, payload, priority
 """
+CLAIM_SQLITE_DRIVER = CLAIM_SQLITE.replace("%s", "?")  # the sqlite3 module's placeholders
+
+
+def claim_sqlite(db: Any, params: list[Any]) -> list[tuple[Any, ...]]:
+    """The SQLite claim in its own immediate transaction.
+
+    In autocommit (the Pusher's connection) the three statements go straight to the
+    driver's connection: Django's transaction bookkeeping was a third of a claim's time.
+    Inside a caller's transaction the claim joins it through Django.
+    """
+    if db.in_atomic_block or not db.get_autocommit():
+        with transaction.atomic(using=db.alias, savepoint=False), db.cursor() as cursor:
+            cursor.execute(CLAIM_SQLITE, params)
+            return cursor.fetchall()
+    raw = db.connection
+    with db.wrap_database_errors:
+        raw.execute("BEGIN IMMEDIATE")
+        try:
+            rows = raw.execute(CLAIM_SQLITE_DRIVER, params).fetchall()
+            raw.execute("COMMIT")
+        except BaseException:
+            if raw.in_transaction:
+                raw.execute("ROLLBACK")
+            raise
+    return rows
 
 
 class OrmBroker(Broker):
@@ -212,13 +237,8 @@ class OrmBroker(Broker):
                 rows = cursor.fetchall()
         elif db.vendor == "sqlite":  # BEGIN IMMEDIATE: the write lock before reading
             now = db.ops.adapt_datetimefield_value(timezone.now())
-            with (
-                self.write_lock,
-                transaction.atomic(using=self.alias, savepoint=False),
-                db.cursor() as cursor,
-            ):
-                cursor.execute(CLAIM_SQLITE, [owner, token, now, self.list_key, now, count])
-                rows = cursor.fetchall()
+            with self.write_lock:
+                rows = claim_sqlite(db, [owner, token, now, self.list_key, now, count])
         else:
             with transaction.atomic(using=self.alias, savepoint=False):
                 rows = self.claim_portable(owner, token, count)
