@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pprint import pformat
 from typing import Any
 
@@ -30,7 +30,7 @@ from .exceptions import InvalidTask
 from .execution import import_func
 from .models import Cluster, Failure, OrmQ, Schedule, Success, Task
 from .scheduler import schedule_task
-from .status import STALE_BEATS, health
+from .status import STALE_BEATS, cluster_status, duration
 
 TRACEBACK = "Traceback (most recent call last):"
 
@@ -54,20 +54,6 @@ def label(row: Schedule) -> str:
 
 def has_model_perm(request: HttpRequest, opts: Any, action: str) -> bool:
     return request.user.has_perm(f"{opts.app_label}.{get_permission_codename(action, opts)}")
-
-
-def duration(seconds: float | None) -> str:
-    """``1d 2h``, ``3h 4m``, ``5m 6s`` or ``7.8s``."""
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    days, hours = divmod(hours, 24)
-    if days:
-        return f"{days}d {hours}h"
-    return f"{hours}h {minutes}m" if hours else f"{minutes}m {secs}s"
 
 
 class ResultAdmin(admin.ModelAdmin):
@@ -440,7 +426,7 @@ class ClusterAdmin(admin.ModelAdmin):
             raise PermissionDenied
         config = get_config()
         broker = get_broker(config=config)
-        rows = [cluster_status(row, config) for row in broker.clusters()]
+        rows = [cluster_row(row, config) for row in broker.clusters()]
         context = {
             **self.admin_site.each_context(request),
             "title": Cluster._meta.verbose_name_plural,
@@ -462,31 +448,25 @@ class ClusterAdmin(admin.ModelAdmin):
         return reverse(f"{self.admin_site.name}:django_q_ormq_changelist")
 
 
-def as_datetime(value: Any) -> datetime | None:
-    """A worker's ``since``: a datetime, its ISO text, or a Unix timestamp."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    elif isinstance(value, int | float):
-        value = datetime.fromtimestamp(value, tz=UTC)
-    if isinstance(value, datetime) and timezone.is_naive(value):
-        value = timezone.make_aware(value, UTC)
-    return value if isinstance(value, datetime) else None
-
-
-def cluster_status(row: dict[str, Any], config: Any) -> dict[str, Any]:
-    """A cluster's status dict with its health, up time and each worker's running time."""
-    age = row["age"]
-    workers = []
-    for worker in row.get("workers") or []:
-        since = as_datetime(worker.get("since"))
-        running = (row["heartbeat"] - since).total_seconds() if since else None
-        workers.append({**worker, "running": duration(running) if worker.get("task_id") else ""})
-    uptime = (row["heartbeat"] - row["started"]).total_seconds()
+def cluster_row(row: dict[str, Any], config: Any) -> dict[str, Any]:
+    """A cluster's heartbeat row for the template, read as qinfo and qmonitor read it
+    (:func:`taskq.status.cluster_status`): health, up time, heartbeat age and what each
+    worker runs, as text."""
+    status = cluster_status(row, config)
+    workers = [
+        {
+            "pid": worker.pid,
+            "task_id": worker.task_id,
+            "task_name": worker.task_name,
+            "running": duration(worker.running) if worker.task_id else "",
+        }
+        for worker in status.workers
+    ]
     return {
         **row,
-        "health": health(age, config),  # the rule qinfo and qmonitor use
-        "uptime": duration(uptime),
-        "age_text": duration(age),
+        "health": status.health,
+        "uptime": duration(status.uptime),
+        "age_text": duration(status.age),
         "workers": workers,
     }
 

@@ -489,14 +489,14 @@ def test_admin_clusters_page_shows_health_workers_and_queues(admin_client: Clien
         "web-1",
         "4242",
         "running",
-        "2h 0m",
+        "2h 00m",
         "busy-task",
         "(for 1m 30s)",
         "idle",
         "<td>17</td>",
         "<td>3</td>",
-        "stale when its last heartbeat is older than 15.0s",
-        "dead when it is older than 1m 0s",
+        "stale when its last heartbeat is older than 15s",
+        "dead when it is older than 1m 00s",
     ):
         assert text in html, text
     queues = {q["key"]: q for q in response.context["queues"]}
