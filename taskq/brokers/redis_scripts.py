@@ -221,7 +221,6 @@ end
 return n
 """
 
-# ARGV: P, queue -> tasks that could be claimed now
 # ARGV: P, owner, token -> how many of that claim's tasks went back, attempt uncounted
 ABANDON = """
 local owner, token = ARGV[2], ARGV[3]
@@ -240,6 +239,7 @@ end
 return n
 """
 
+# ARGV: P, queue -> tasks that could be claimed now
 READY = """
 local queue = ARGV[2]
 return redis.call('ZCARD', qkey(queue, 'ready'))
