@@ -16,9 +16,11 @@ from typing import Any
 
 from django.db import connections, router
 
+from . import prepared
 from .fields import encode as encode_value
 from .messages import Delivery, TaskOutcome
 from .models import OrmQ, Task
+from .prepared import Statement
 
 UPDATE_FIELDS = ("started", "stopped", "result", "success", "attempt_count", "cluster")
 COLUMNS = (
@@ -147,7 +149,6 @@ def can_ack_and_write(
         and bool(deliveries)
         and bool(saved)
         and all(o.delivery is not None for o in saved)
-        and len(saved) <= UPSERT_CHUNK
     )
 
 
@@ -172,12 +173,12 @@ def ack_and_write(
     columns = [list(column) for column in zip(*rows, strict=True)]
     params = [ack_ids, ack_ids, [d.token for d in deliveries], *columns]
     with connection.cursor() as cursor:
-        cursor.execute(ack_and_write_sql(connection.alias), params)
+        prepared.execute(connection, cursor, ack_and_write_statement(connection.alias), params)
         return {(row[0], row[1]) for row in cursor.fetchall()}
 
 
 @functools.lru_cache(maxsize=16)
-def ack_and_write_sql(alias: str) -> str:
+def ack_and_write_statement(alias: str) -> Statement:
     """The statement of :func:`ack_and_write`: its parameters are the claims' ack ids
     (twice) and tokens, then the rows' ack ids, tokens and :data:`COLUMNS`, each an array."""
     connection = connections[alias]
@@ -191,7 +192,7 @@ def ack_and_write_sql(alias: str) -> str:
         f"SELECT {selected} FROM incoming "
         "JOIN acked ON acked.id = incoming.ack_id AND acked.token = incoming.ack_token"
     )
-    return (
+    return Statement(
         f"WITH acked AS (DELETE FROM {quote(OrmQ._meta.db_table)} "
         f"WHERE id = ANY(%s::{ack_type}[]) "
         f"AND (id, token) IN (SELECT * FROM unnest(%s::{ack_type}[], %s::text[])) "

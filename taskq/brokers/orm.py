@@ -20,14 +20,16 @@ from django.db.models import F, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from taskq import prepared
 from taskq.messages import Delivery
 from taskq.models import Cluster, OrmQ
+from taskq.prepared import Statement
 
 from .base import Broker
 from .wakeup import CHANNEL, DatagramListener, DatagramWaker, PostgresListener
 
 TABLE = OrmQ._meta.db_table
-CLAIM_POSTGRES = f"""
+CLAIM_POSTGRES = Statement(f"""
 WITH picked AS MATERIALIZED (
     SELECT id FROM {TABLE}
     WHERE key = %s AND owner IS NULL AND (lock IS NULL OR lock <= now())
@@ -35,15 +37,15 @@ WITH picked AS MATERIALIZED (
 UPDATE {TABLE} AS q SET owner = %s, token = %s, attempt = q.attempt + 1, claimed = now()
 FROM picked WHERE q.id = picked.id
 RETURNING q.id, q.attempt, q.payload, q.priority
-"""
+""")
 INSERT_COLUMNS = "key, payload, priority, attempt, task_id, name, func, lock"
-INSERT_POSTGRES = f"""
+INSERT_POSTGRES = Statement(f"""
 WITH row AS (
     INSERT INTO {TABLE} ({INSERT_COLUMNS})
     VALUES (%s, %s, %s, 0, %s, %s, %s, COALESCE(%s, now()))
     RETURNING id)
 SELECT id, pg_notify('{CHANNEL}', %s) FROM row
-"""
+""")
 INSERT_SQLITE = f"""
 INSERT INTO {TABLE} ({INSERT_COLUMNS}) VALUES (%s, %s, %s, 0, %s, %s, %s, %s)
 """
@@ -129,7 +131,7 @@ class OrmBroker(Broker):
         ]
         with db.cursor() as cursor:
             if db.vendor == "postgresql":  # lock "due now" on the database's clock; wake pushers
-                cursor.execute(INSERT_POSTGRES, [*values, run_after, self.list_key])
+                prepared.execute(db, cursor, INSERT_POSTGRES, [*values, run_after, self.list_key])
                 row_id = cursor.fetchone()[0]
             elif db.vendor == "sqlite":
                 lock = db.ops.adapt_datetimefield_value(run_after or timezone.now())
@@ -233,7 +235,8 @@ class OrmBroker(Broker):
         db = self.connection
         if db.vendor == "postgresql":  # one statement: atomic by itself, one round trip
             with db.cursor() as cursor:
-                cursor.execute(CLAIM_POSTGRES, [self.list_key, count, owner, token])
+                params = [self.list_key, count, owner, token]
+                prepared.execute(db, cursor, CLAIM_POSTGRES, params)
                 rows = cursor.fetchall()
         elif db.vendor == "sqlite":  # BEGIN IMMEDIATE: the write lock before reading
             now = db.ops.adapt_datetimefield_value(timezone.now())
