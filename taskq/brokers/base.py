@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import time
@@ -27,12 +28,17 @@ class Broker(ABC):
     def __init__(self, list_key: str | None = None, config: ClusterConfig | None = None) -> None:
         self.config = config or get_config()
         self.list_key = list_key or self.config.queue_key
-        self.owner_id = uuid.uuid4().hex  # owner of claims made through dequeue()
         # a cluster's processes take turns on it for their write transactions (SQLite)
         self.write_lock: AbstractContextManager[Any] = nullcontext()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.list_key!r}>"
+
+    @functools.cached_property
+    def owner_id(self) -> str:
+        """The owner of claims made through :meth:`dequeue` (made when first needed: an
+        enqueue, which makes a broker each time, never needs one)."""
+        return uuid.uuid4().hex
 
     # Django-Q2's API ---------------------------------------------------------------
     @abstractmethod
