@@ -4,7 +4,7 @@ Parsing and planning are about a third of the time PostgreSQL spends on an enque
 claim. The statements that run per task or per batch (the enqueue's insert, the
 Pusher's claim, the Monitor's acknowledge-and-write) are therefore prepared once per
 database session with SQL ``PREPARE`` and run with ``EXECUTE``: that works with
-Django's default client-side binding and with both psycopg drivers.
+Django's default client-side binding of psycopg 3 (:func:`preparable` says where).
 
 Where that could go wrong, the plain statement runs instead, so nothing fails that
 would have worked unprepared:
@@ -105,7 +105,7 @@ def execute(db: Any, cursor: Any, statement: Statement, params: list[Any]) -> No
     try:
         cursor.execute(statement.execute_sql, params)
     except DatabaseError as error:
-        if sqlstate(error) not in UNUSABLE or not db.get_autocommit():
+        if sqlstate(error) not in UNUSABLE:
             raise
         _sessions[raw] = None
         cursor.execute(statement.sql, params)

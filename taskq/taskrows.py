@@ -160,7 +160,8 @@ def ack_and_write(
     confirmed. Returns the confirmed ``(ack_id, token)`` pairs.
 
     Values travel as one array per column, so the statement's text is the same for every
-    batch: the driver converts it once, and the server parses a short statement."""
+    batch: the driver converts it once, and the server prepares it once per session
+    (:mod:`taskq.prepared`)."""
     connection = results_connection()
     stamp = connection.ops.adapt_datetimefield_value
     ack_ids = [d.ack_id for d in deliveries]
