@@ -8,12 +8,19 @@ exists. Usage::
 
 ``pg.env`` holds ``TASKQ_PG_HOST``, ``TASKQ_PG_PORT``, ``TASKQ_PG_USER``,
 ``TASKQ_PG_PASSWORD`` and ``TASKQ_PG_NAME``. The server listens on 127.0.0.1 only,
-trusts every local connection, keeps its data in a temporary directory and is
-stopped and removed on exit. When run as root it runs as the ``postgres`` OS user
-(created if missing), since PostgreSQL refuses to run as root.
+keeps its data in a temporary directory and is stopped and removed on exit.
+
+By default it is built for test speed: it trusts every local connection and does
+not flush its writes to disk (``SERVER_SETTINGS``). ``PostgresServer(stock=True)``
+is configured as a packaged PostgreSQL is out of the box instead: commits are
+durable (``fsync``, ``synchronous_commit`` and ``full_page_writes`` on) and TCP
+connections authenticate with a password (``scram-sha-256``); the benchmark uses it.
+When run as root the server runs as the ``postgres`` OS user (created if missing),
+since PostgreSQL refuses to run as root.
 
 Run ``python taskq_tests/pgserver.py`` to start a server, run ``SELECT 1`` with
-psql and stop it; ``--serve`` keeps it running and prints its settings.
+psql and stop it; ``--serve`` keeps it running and prints its settings, ``--stock``
+starts the packaged configuration.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import glob
 import os
 import pwd
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -49,6 +57,12 @@ SERVER_SETTINGS = {
     "full_page_writes": "off",
     "max_connections": "200",
     "shared_buffers": "128MB",
+    "log_min_messages": "warning",
+}
+
+# stock=True: only what the server needs to run here; durability and memory as shipped
+STOCK_SETTINGS = {
+    "listen_addresses": "'127.0.0.1'",
     "log_min_messages": "warning",
 }
 
@@ -104,14 +118,19 @@ def _accepts_connections(port: int) -> bool:
 
 
 class PostgresServer:
-    """One PostgreSQL server in a temporary directory; a context manager."""
+    """One PostgreSQL server in a temporary directory; a context manager.
 
-    def __init__(self, bindir: Path | str | None = None) -> None:
+    ``stock=True``: durable commits and password authentication over TCP, as a
+    packaged server has them, rather than the fast, trusting test configuration.
+    """
+
+    def __init__(self, bindir: Path | str | None = None, *, stock: bool = False) -> None:
         self.bindir = Path(bindir) if bindir else find_bindir()
+        self.stock = stock
         self.host = "127.0.0.1"
         self.port = 0
         self.user = DB_USER
-        self.password = ""
+        self.password = secrets.token_hex(16) if stock else ""
         self.name = DB_NAME
         self.tempdir: Path | None = None
         self._as_root = os.geteuid() == 0
@@ -156,6 +175,7 @@ class PostgresServer:
         proc = subprocess.run(
             command,
             cwd=self.tempdir,
+            env={**os.environ, "PGPASSWORD": self.password},
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
@@ -201,19 +221,11 @@ class PostgresServer:
             if self._as_root:
                 self.tempdir.chmod(0o755)
                 self._prepare_os_user()
-            self._run(
-                "initdb",
-                "--pgdata",
-                str(self.datadir),
-                "--auth=trust",
-                "--username",
-                DB_USER,
-                "--encoding=UTF8",
-                "--locale=C",
-                "--no-sync",
-                timeout=120,
-            )
-            settings = {**SERVER_SETTINGS, "unix_socket_directories": f"'{self.socketdir}'"}
+            self._run("initdb", *self._initdb_options(), timeout=120)
+            settings = {
+                **(STOCK_SETTINGS if self.stock else SERVER_SETTINGS),
+                "unix_socket_directories": f"'{self.socketdir}'",
+            }
             with (self.datadir / "postgresql.conf").open("a") as conf:
                 conf.write("\n# taskq test server\n")
                 conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
@@ -222,6 +234,20 @@ class PostgresServer:
             self.stop()
             raise
         return self
+
+    def _initdb_options(self) -> list[str]:
+        options = ["--pgdata", str(self.datadir), "--username", DB_USER]
+        options += ["--encoding=UTF8", "--locale=C", "--no-sync"]
+        if not self.stock:
+            return [*options, "--auth=trust"]
+        assert self.tempdir is not None
+        pwfile = self.tempdir / "password"
+        pwfile.write_text(self.password + "\n")
+        if self._as_root:
+            entry = pwd.getpwnam(OS_USER)
+            os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+        # the socket in the temporary directory stays trusted, as on a packaged server
+        return [*options, "--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
 
     def _start_on_free_port(self, attempts: int = 3) -> None:
         for attempt in range(1, attempts + 1):
@@ -333,9 +359,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="keep the server running and print its settings until Ctrl-C",
     )
+    parser.add_argument(
+        "--stock",
+        action="store_true",
+        help="durable commits and password authentication, as a packaged server",
+    )
     args = parser.parse_args(argv)
     try:
-        server = PostgresServer()
+        server = PostgresServer(stock=args.stock)
     except PostgresNotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -366,7 +397,8 @@ def main(argv: list[str] | None = None) -> int:
             "-c",
             "SELECT 1",
         ]
-        out = subprocess.run(psql, capture_output=True, text=True, check=False)
+        env = {**os.environ, "PGPASSWORD": server.password}
+        out = subprocess.run(psql, capture_output=True, text=True, check=False, env=env)
         print(f"SELECT 1 -> {out.stdout.strip()!r}{out.stderr.strip()}")
         return 0 if out.stdout.strip() == "1" else 1
 

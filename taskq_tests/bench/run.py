@@ -8,8 +8,10 @@ Standard library only: it runs with whatever Python nox (or you) start it with::
 
 It builds one virtualenv per system (taskq from this checkout; django-q2==1.11.1 from
 PyPI; both with the same Django, psycopg and redis), starts a throwaway PostgreSQL on
-127.0.0.1 unless ``TASKQ_PG_HOST`` is set (and a throwaway redis-server for ``--db
-redis``: results in SQLite, the queue in Redis), runs every workload of ``workload.py`` for
+127.0.0.1 unless ``TASKQ_PG_HOST`` is set (configured as a packaged server is: durable
+commits and password authentication; ``--pg-server fast`` for the test suite's
+configuration) and a throwaway redis-server for ``--db redis`` (results in SQLite, the
+queue in Redis), runs every workload of ``workload.py`` for
 each system and database, each run bounded in time, and prints the settings, the
 versions and one table of medians with the ratios taskq / Django-Q2 and the targets.
 Every run's figures are also written as JSON (the path is printed at the end).
@@ -632,6 +634,13 @@ def main(argv: list[str] | None = None) -> int:
         help="a Q_CLUSTER key for both systems (JSON value)",
     )
     parser.add_argument(
+        "--pg-server",
+        choices=("stock", "fast"),
+        default="stock",
+        help="the throwaway PostgreSQL: 'stock' as packaged (fsync on, scram-sha-256 "
+        "password over TCP; default), 'fast' as the tests run it (fsync off, trust)",
+    )
+    parser.add_argument(
         "--conn-max-age",
         default="0",
         type=conn_max_age,
@@ -692,11 +701,18 @@ def main(argv: list[str] | None = None) -> int:
                 pg_note = f"the server at {pg_env['TASKQ_PG_HOST']} (TASKQ_PG_HOST)"
             else:
                 pgserver = load_pgserver()
-                server = pgserver.PostgresServer().start()
+                stock = args.pg_server == "stock"
+                server = pgserver.PostgresServer(stock=stock).start()
                 pg_env = server.env
-                conf = ", ".join(
-                    f"{k}={pgserver.SERVER_SETTINGS[k]}"
-                    for k in ("fsync", "synchronous_commit", "full_page_writes", "shared_buffers")
+                conf = (
+                    "as packaged: fsync, synchronous_commit and full_page_writes on, "
+                    "scram-sha-256 password authentication over TCP"
+                    if stock
+                    else ", ".join(
+                        f"{k}={pgserver.SERVER_SETTINGS[k]}"
+                        for k in ("fsync", "synchronous_commit", "full_page_writes")
+                    )
+                    + ", trust authentication (--pg-server fast)"
                 )
                 pg_note = f"throwaway server on {server.host}:{server.port} ({conf})"
                 log(f"PostgreSQL from {server.bindir} on {server.host}:{server.port}")
