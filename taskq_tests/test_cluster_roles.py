@@ -17,7 +17,7 @@ from taskq.cluster.state import Shared, WorkerState, running
 from taskq.cluster.worker import Worker
 from taskq.conf import get_config, replace
 from taskq.messages import TaskOutcome
-from taskq.models import Failure, OrmQ, Success, Task
+from taskq.models import Cluster, Failure, OrmQ, Success, Task
 from taskq.tasks import async_task
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -314,3 +314,62 @@ def test_a_worker_that_dies_while_opening_a_package_has_its_task_settled(monkeyp
     failure = Failure.objects.get(id=task_id)  # the package was read back for its id
     assert "Worker died" in failure.result
     assert OrmQ.objects.count() == 0
+
+
+class Running:
+    """Stands for a child process that is alive (the Sentinel's spawns, faked)."""
+
+    pid = 0
+    exitcode = None
+
+    def __init__(self) -> None:
+        self.alive = True
+
+    def is_alive(self) -> bool:
+        return self.alive
+
+    def kill(self) -> None:
+        self.alive = False
+
+    def join(self, timeout: float | None = None) -> None:
+        return None
+
+
+def test_the_sentinel_claims_only_under_an_id_whose_heartbeat_is_written(monkeypatch) -> None:
+    """Claims under an id with no heartbeat look orphaned to the other clusters, which
+    would take them back (or fail them) while they run: no Pusher until the heartbeat
+    is in the database, at start-up and after a restart under a new id."""
+    spawned: dict[str, Running] = {}
+
+    def spawn(name: str, target, **kwargs) -> Running:
+        spawned[name] = Running()
+        return spawned[name]
+
+    monkeypatch.setattr("taskq.cluster.sentinel.spawn", spawn)
+    sentinel = Sentinel(replace(get_config(), workers=1))
+    real_heartbeat = sentinel.broker.heartbeat
+
+    def locked(status: dict) -> None:
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(sentinel.broker, "heartbeat", locked)
+    sentinel.start()
+    assert sorted(spawned) == ["taskq-monitor", "taskq-worker-0"]
+    assert sentinel.pusher is None
+    monkeypatch.setattr(sentinel.broker, "heartbeat", real_heartbeat)
+    sentinel.step()
+    assert sentinel.pusher is spawned["taskq-pusher"]
+    assert Cluster.objects.filter(id=sentinel.id).exists()
+
+    first_id = sentinel.id
+    spawned.pop("taskq-pusher").alive = False  # the Pusher died: a new id, a new heartbeat
+    monkeypatch.setattr(sentinel.broker, "heartbeat", locked)
+    sentinel.step()
+    assert sentinel.id != first_id
+    assert sentinel.pusher is None
+    assert "taskq-pusher" not in spawned
+    monkeypatch.setattr(sentinel.broker, "heartbeat", real_heartbeat)
+    sentinel.last_heartbeat = 0.0  # the next guard cycle's heartbeat is due
+    sentinel.step()
+    assert sentinel.pusher is spawned["taskq-pusher"]
+    assert Cluster.objects.filter(id=sentinel.id).exists()

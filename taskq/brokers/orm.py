@@ -335,11 +335,13 @@ class OrmBroker(Broker):
     def orphans(self, retry: float) -> list[Delivery]:
         cutoff = Now() - timedelta(seconds=retry)
         clusters = Cluster.objects.using(self.alias)
-        alive = clusters.filter(heartbeat__gte=cutoff).values_list("id", flat=True)
+        alive = clusters.filter(heartbeat__gte=cutoff).values("id")
+        # one statement, one snapshot: read apart, a cluster that wrote its first
+        # heartbeat between the two reads and then claimed would look dead
         rows = (
             OrmQ.objects.using(self.alias)
             .filter(owner__isnull=False)
-            .exclude(owner__in=list(alive))
+            .exclude(owner__in=alive)
             .exclude(owner=self.owner_id)
             .values_list("id", "token", "attempt", "payload")
         )

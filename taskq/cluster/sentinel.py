@@ -68,6 +68,7 @@ class Sentinel:
         self.phase = Phase.STARTING
         self.started = timezone.now()
         self.last_heartbeat = 0.0
+        self.beating: str | None = None  # the id whose heartbeat was last written
         self.last_rescue = 0.0
         self.last_schedule = 0.0
         self.idle_checks = 0
@@ -98,6 +99,15 @@ class Sentinel:
         return broker
 
     def start_pusher(self) -> None:
+        """Start claiming, once this cluster's heartbeat is in the database.
+
+        Claims made under an id that has no heartbeat yet look orphaned to the other
+        clusters, which would take them back (or fail them, their attempts spent) while
+        they run here. Until the first heartbeat of this id is written (the database may
+        be locked or down at start-up) there is no Pusher; each guard cycle tries again.
+        """
+        if self.pusher is not None or self.beating != self.id:
+            return
         pusher = Pusher(self.config, self.cluster_broker(), self.shared, self.id)
         self.pusher = spawn("taskq-pusher", pusher.run)
 
@@ -106,7 +116,7 @@ class Sentinel:
         self.monitor = spawn("taskq-monitor", monitor.run)
 
     def start(self) -> None:
-        self.heartbeat(force=True)  # before any claim, so our claims never look orphaned
+        self.heartbeat(force=True)
         for index in range(self.config.workers):
             self.start_worker(index)
         self.start_monitor()
@@ -128,6 +138,8 @@ class Sentinel:
         if self.phase is Phase.RUNNING:
             self.guard_core()
         self.heartbeat()
+        if self.phase is Phase.RUNNING:
+            self.start_pusher()  # if the heartbeat it waits for is written now
         if now - self.last_rescue >= self.config.heartbeat:
             self.rescue_orphans()
             self.last_rescue = now
@@ -181,9 +193,11 @@ class Sentinel:
             " and ".join(dead),
             self.config.retry,
         )
-        if self.pusher.is_alive():
-            self.pusher.kill()
-        self.pusher.join(timeout=5)
+        if self.pusher is not None:
+            if self.pusher.is_alive():
+                self.pusher.kill()
+            self.pusher.join(timeout=5)
+            self.pusher = None
         self.id = uuid.uuid4().hex
         self.heartbeat(force=True)
         if not self.monitor.is_alive():
@@ -237,9 +251,11 @@ class Sentinel:
         now = self.clock()
         if not force and now - self.last_heartbeat < self.config.heartbeat:
             return
+        beating = self.id
         try:
             self.broker.heartbeat(cluster_status(self))
             self.last_heartbeat = now
+            self.beating = beating
             self.troubles["heartbeat"].succeeded()
         except Exception:
             self.troubles["heartbeat"].failed()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from taskq.cleanup import clean, parse_duration, report
 from taskq.conf import get_config
+from taskq.management.base import TaskqCommand
 
 
 def duration_argument(text: str) -> Any:
@@ -28,7 +29,7 @@ def count_argument(text: str) -> int:
     return value
 
 
-class Command(BaseCommand):
+class Command(TaskqCommand):
     help = (
         "Delete successes beyond save_limit (or older than --older-than), spent "
         "once-schedules, and turn queued tasks that cannot be read into failures. "

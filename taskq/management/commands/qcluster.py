@@ -6,15 +6,16 @@ import logging
 import sys
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
 from taskq.cluster.cluster import Cluster
 from taskq.conf import get_config
+from taskq.management.base import TaskqCommand
 
 LEVELS = {0: logging.ERROR, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}
 
 
-class Command(BaseCommand):
+class Command(TaskqCommand):
     help = "Start a taskq cluster: workers that run queued tasks. Ctrl-C stops it gracefully."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
 from taskq import dashboard
 from taskq.conf import get_config
+from taskq.management.base import TaskqCommand
 
 
-class Command(BaseCommand):
+class Command(TaskqCommand):
     help = "Live view of the clusters and the queue; q or Ctrl-C quits."
 
     def add_arguments(self, parser: CommandParser) -> None:
