@@ -499,6 +499,9 @@ def test_qmonitor_refreshes_every_second_until_interrupted(tmp_path: Path) -> No
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 text=True,
+                # Ctrl-C as in a terminal, even where the tests were started in the
+                # background of a shell, which starts them with SIGINT ignored
+                preexec_fn=default_sigint,
             )
         try:
             wait_until(lambda: log.read_text().count("monitor - ") >= 3, 30, "three frames")
@@ -513,6 +516,10 @@ def test_qmonitor_refreshes_every_second_until_interrupted(tmp_path: Path) -> No
     assert ESCAPE not in text
     frames = text.count("monitor - ")
     assert text.count("running") >= frames - 1  # each complete frame shows the cluster
+
+
+def default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def answer_terminal_queries(fd: int, data: bytes) -> None:
