@@ -12,7 +12,7 @@ from django.db import DatabaseError, connection, transaction
 
 from taskq import prepared
 from taskq.brokers import get_broker
-from taskq.brokers.orm import CLAIM_POSTGRES_QUICK, INSERT_POSTGRES
+from taskq.brokers.orm import CLAIM_POSTGRES, INSERT_POSTGRES
 from taskq.conf import get_config
 from taskq.models import OrmQ, Task
 from taskq.outcomes import record
@@ -63,55 +63,11 @@ def test_hot_statements_are_prepared_once_per_session_in_autocommit() -> None:
     outcomes = run_claimed("cluster-a", 4)
     done = record(outcomes, get_broker(), get_config())
     assert prepared.uses_prepared(connection) is True
-    names = {
-        CLAIM_POSTGRES_QUICK.name,
-        INSERT_POSTGRES.name,
-        ack_and_write_statement("default").name,
-    }
+    names = {CLAIM_POSTGRES.name, INSERT_POSTGRES.name, ack_and_write_statement("default").name}
     assert names <= session_statements()
     assert sorted(o.message.id for o in done.saved) == sorted(ids)
     assert dict(Task.objects.values_list("id", "result")) == {ids[i]: 2 * i for i in range(4)}
     assert not OrmQ.objects.exists()
-
-
-def synchronous_commit() -> str:
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW synchronous_commit")
-        return cursor.fetchone()[0]
-
-
-def durable_session() -> None:
-    """The test server commits without flushing; this session, as a packaged server's."""
-    with connection.cursor() as cursor:
-        cursor.execute("SET synchronous_commit TO on")
-
-
-@postgres
-@pytest.mark.django_db(transaction=True)
-def test_a_claim_of_its_own_commits_quickly_and_leaves_the_session_setting_alone() -> None:
-    connection.close()
-    ids = [async_task("taskq_tests.jobs.add", i, i) for i in range(3)]
-    durable_session()
-    claimed = get_broker().claim("cluster-a", 5)
-    assert len(claimed) == 3
-    assert CLAIM_POSTGRES_QUICK.name in session_statements()
-    assert synchronous_commit() == "on"  # set for the claim's own transaction only
-    assert set(OrmQ.objects.filter(owner="cluster-a").values_list("task_ident", flat=True)) == set(
-        ids
-    )
-
-
-@postgres
-@pytest.mark.django_db(transaction=True)
-def test_a_claim_inside_a_callers_transaction_keeps_that_transaction_durable() -> None:
-    connection.close()
-    async_task("taskq_tests.jobs.add", 1, 2)
-    durable_session()
-    with transaction.atomic():
-        (delivery,) = get_broker().claim("cluster-a", 1)
-        assert synchronous_commit() == "on"
-    assert delivery.attempt == 1
-    assert OrmQ.objects.get().owner == "cluster-a"
 
 
 @postgres

@@ -29,25 +29,15 @@ from .base import Broker
 from .wakeup import CHANNEL, DatagramListener, DatagramWaker, PostgresListener
 
 TABLE = OrmQ._meta.db_table
-CLAIM_POSTGRES_SQL = f"""
+CLAIM_POSTGRES = Statement(f"""
 WITH picked AS MATERIALIZED (
     SELECT id FROM {TABLE}
     WHERE key = %s AND owner IS NULL AND (lock IS NULL OR lock <= now())
-    ORDER BY priority DESC, id LIMIT %s FOR UPDATE SKIP LOCKED){{quick}}
+    ORDER BY priority DESC, id LIMIT %s FOR UPDATE SKIP LOCKED)
 UPDATE {TABLE} AS q SET owner = %s, token = %s, attempt = q.attempt + 1, claimed = now()
-FROM picked{{also}} WHERE q.id = picked.id
+FROM picked WHERE q.id = picked.id
 RETURNING q.id, q.attempt, q.payload, q.priority
-"""
-CLAIM_POSTGRES = Statement(CLAIM_POSTGRES_SQL.format(quick="", also=""))
-# The Pusher's claims (autocommit: the statement is its own transaction) commit without
-# waiting for the WAL flush: a claim that a database crash loses only puts the task back
-# as it was, unclaimed; acks and enqueues stay durable (docs/reliability.md).
-CLAIM_POSTGRES_QUICK = Statement(
-    CLAIM_POSTGRES_SQL.format(
-        quick=",\nquick AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true))",
-        also=", quick",
-    )
-)
+""")
 INSERT_COLUMNS = "key, payload, priority, attempt, task_id, name, func, lock"
 INSERT_POSTGRES = Statement(f"""
 WITH row AS (
@@ -246,9 +236,7 @@ class OrmBroker(Broker):
         if db.vendor == "postgresql":  # one statement: atomic by itself, one round trip
             with db.cursor() as cursor:
                 params = [self.list_key, count, owner, token]
-                own = db.get_autocommit() and not db.in_atomic_block
-                statement = CLAIM_POSTGRES_QUICK if own else CLAIM_POSTGRES
-                prepared.execute(db, cursor, statement, params)
+                prepared.execute(db, cursor, CLAIM_POSTGRES, params)
                 rows = cursor.fetchall()
         elif db.vendor == "sqlite":  # BEGIN IMMEDIATE: the write lock before reading
             now = db.ops.adapt_datetimefield_value(timezone.now())
