@@ -13,6 +13,7 @@ The same question asked outside a transaction takes no lock.
 from __future__ import annotations
 
 from django.db import OperationalError, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 JSON_PROBE = """SELECT JSON('{"a": "b"}')"""
 
@@ -29,8 +30,8 @@ def settle_sqlite_json_support() -> None:
         features.supports_json_field = has_json_functions(connection)
 
 
-def has_json_functions(connection: object) -> bool:
-    with connection.cursor() as cursor:  # type: ignore[attr-defined]
+def has_json_functions(connection: BaseDatabaseWrapper) -> bool:
+    with connection.cursor() as cursor:
         try:
             cursor.execute(JSON_PROBE)
         except OperationalError:  # "no such function: JSON": a build without JSON1
