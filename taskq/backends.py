@@ -53,6 +53,7 @@ from .backends_results import (
 )
 from .conf import ClusterConfig, get_config
 from .exceptions import InvalidTask as TaskqInvalidTask
+from .ids import new_task_id
 from .messages import TaskMessage
 from .models import OrmQ
 from .models import Task as TaskRow
@@ -129,7 +130,7 @@ class TaskqBackend(BaseTaskBackend):
         if isinstance(task.run_after, timedelta):
             task = task.using(run_after=now + task.run_after)
         cluster = None if task.queue_name == DEFAULT_TASK_QUEUE_NAME else task.queue_name
-        task_id = taskq_enqueue.new_task_id()
+        task_id = new_task_id()
         call = {
             "task": task.module_path,
             "id": task_id,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +20,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from .conf import ClusterConfig, get_config
+from .ids import new_task_id
 from .maintenance import beyond_limit
 from .models import Failure, OrmQ, Schedule, Success, Task
 
@@ -114,7 +114,7 @@ def record_unreadable(row: OrmQ, reason: str, config: ClusterConfig, now: dateti
             return False
         task_id = row.task_ident
         if not task_id or Task.objects.filter(id=task_id).exists():
-            task_id = uuid.uuid4().hex
+            task_id = new_task_id()
         Task.objects.create(
             id=task_id,
             name=(row.task_name or f"unreadable-{row.pk}")[:100],

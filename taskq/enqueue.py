@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import math
 import pickle
-import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,7 +18,7 @@ from .conf import ClusterConfig, get_config
 from .errorreporters import reporter_callback
 from .exceptions import InvalidTask
 from .execution import execute, import_func
-from .humanhash import humanize
+from .ids import new_task_id, task_name
 from .messages import TaskMessage, func_repr
 from .outcomes import record
 
@@ -142,10 +141,6 @@ def check_name(value: Any, what: str, limit: int = 100) -> str | None:
     return value
 
 
-def new_task_id() -> str:
-    return uuid.uuid4().hex
-
-
 def build_message(
     func: Any,
     args: tuple[Any, ...],
@@ -161,7 +156,7 @@ def build_message(
     hook = options.get("hook")
     message = TaskMessage(
         id=task_id,
-        name=check_name(options.get("task_name"), "task_name") or humanize(task_id),
+        name=check_name(options.get("task_name"), "task_name") or task_name(task_id),
         func=check_callable(func, "func"),
         args=tuple(args),
         kwargs=kwargs,

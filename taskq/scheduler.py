@@ -26,10 +26,10 @@ from django.utils import timezone
 from . import schedules
 from .brokers import Broker, get_broker
 from .conf import ClusterConfig, get_config
-from .enqueue import OPTIONS, build_message, new_task_id, split_options, submit
+from .enqueue import OPTIONS, build_message, split_options, submit
 from .exceptions import InvalidTask
 from .execution import import_func
-from .humanhash import humanize
+from .ids import new_task_id, task_name
 from .messages import TaskMessage, func_repr
 from .models import Schedule, Task
 
@@ -301,7 +301,7 @@ def failure_row(row: Schedule, firing: Firing, error: Exception, now: datetime) 
     more = f" and {len(firing.runs) - 3} more" if len(firing.runs) > 3 else ""
     return Task(
         id=task_id,
-        name=humanize(task_id),
+        name=task_name(task_id),
         func=row.func[:256],
         hook=row.hook,
         args=None,

@@ -10,7 +10,6 @@ outcome that says why.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable
 from datetime import datetime
 
@@ -18,6 +17,7 @@ from django.utils import timezone
 
 from taskq import signing
 from taskq.exceptions import InvalidSignature
+from taskq.ids import new_task_id
 from taskq.messages import Delivery, TaskMessage, TaskOutcome
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def open_package(
 def poisoned(delivery: Delivery, reason: str, now: datetime) -> TaskOutcome:
     """A failed outcome for a package that must never run."""
     message = TaskMessage(
-        id=uuid.uuid4().hex,
+        id=new_task_id(),
         name=f"unreadable-{delivery.ack_id}",
         func="<unreadable package>",
         started=now,

@@ -399,6 +399,7 @@ def run_job(
     workdir: Path,
     conn_max_age: str,
     redis: tuple[str, int] | None = None,
+    sqlite_options: str = "recommended",
 ) -> dict[str, Any]:
     """Run one measurement in its own process group; never longer than its bound."""
     workdir.mkdir(parents=True)
@@ -416,6 +417,7 @@ def run_job(
         BENCH_REDIS_URL=f"redis://{redis[0]}:{redis[1]}/0" if redis else "",
         BENCH_PGID_FILE=str(pgid_file),
         BENCH_CONN_MAX_AGE=conn_max_age,
+        BENCH_SQLITE_OPTIONS=sqlite_options,
         **pg_env,
     )
     command = [str(python), "-m", "taskq_tests.bench.workload", *job.workloads]
@@ -648,6 +650,15 @@ def main(argv: list[str] | None = None) -> int:
         "(persistent); default 0, Django's",
     )
     parser.add_argument(
+        "--sqlite-options",
+        choices=("recommended", "django"),
+        default="recommended",
+        help="SQLite OPTIONS of both systems: 'recommended', those of taskq's installation "
+        "guide (WAL, synchronous=NORMAL, IMMEDIATE transactions, timeout 20 s; default), "
+        "or 'django', none (Django's defaults: rollback journal, synchronous=FULL, "
+        "deferred transactions, timeout 5 s)",
+    )
+    parser.add_argument(
         "--envdir",
         type=Path,
         default=ROOT / ".nox" / "bench-envs",
@@ -757,6 +768,7 @@ def main(argv: list[str] | None = None) -> int:
                     workdir,
                     args.conn_max_age,
                     redis if db == "redis" else None,
+                    sqlite_options=args.sqlite_options,
                 )
                 log(
                     f"{index}/{len(plan)} {LABEL[system]} {LABEL[db]} {job.key} "
@@ -898,10 +910,16 @@ def describe(
         )
     lines.append(f"DATABASES: CONN_MAX_AGE={args.conn_max_age} (Django's default is 0)")
     if "sqlite" in args.db:
-        lines.append(
-            "SQLite: a new file per run; WAL, synchronous=NORMAL, IMMEDIATE transactions, "
-            "timeout 20 s"
-        )
+        if args.sqlite_options == "recommended":
+            lines.append(
+                "SQLite: a new file per run; WAL, synchronous=NORMAL, IMMEDIATE transactions, "
+                "timeout 20 s (--sqlite-options recommended)"
+            )
+        else:
+            lines.append(
+                "SQLite: a new file per run; no OPTIONS, Django's defaults: rollback journal, "
+                "synchronous=FULL, deferred transactions, timeout 5 s (--sqlite-options django)"
+            )
     if "postgres" in args.db:
         lines.append(f"PostgreSQL: {pg_note}; a new database per run")
     if "redis" in args.db:

@@ -10,7 +10,9 @@
 - ``BENCH_Q_CLUSTER``: ``Q_CLUSTER`` as JSON, the same for both systems (but for the form
   of ``"redis"``: a URL for taskq, ``redis.Redis`` arguments for Django-Q2);
 - ``BENCH_CONN_MAX_AGE``: ``CONN_MAX_AGE`` of the database (``none``: persistent;
-  default 0, as Django's).
+  default 0, as Django's);
+- ``BENCH_SQLITE_OPTIONS``: ``recommended`` (default: the OPTIONS of taskq's installation
+  guide) or ``django`` (no OPTIONS: Django's defaults).
 """
 
 import json
@@ -32,8 +34,14 @@ DB = os.environ.get("BENCH_DB", "sqlite")
 # Django's default is 0: a new connection for each request (and Django-Q2's every broker call).
 _AGE = os.environ.get("BENCH_CONN_MAX_AGE", "0").lower()
 CONN_MAX_AGE = None if _AGE in ("none", "") else int(_AGE)
+# SQLite's OPTIONS: "recommended" (default), those of taskq's installation guide; "django",
+# none at all, as Django's default (rollback journal, deferred transactions, 5 s timeout).
+SQLITE_OPTIONS = os.environ.get("BENCH_SQLITE_OPTIONS", "recommended")
+if SQLITE_OPTIONS not in ("recommended", "django"):
+    raise RuntimeError(
+        f"BENCH_SQLITE_OPTIONS must be 'recommended' or 'django', not {SQLITE_OPTIONS!r}"
+    )
 if DB in ("sqlite", "redis"):
-    # The options taskq's installation guide recommends, for both systems.
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
@@ -43,7 +51,9 @@ if DB in ("sqlite", "redis"):
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 20,
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-            },
+            }
+            if SQLITE_OPTIONS == "recommended"
+            else {},
         }
     }
 elif DB == "postgres":
