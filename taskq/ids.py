@@ -4,12 +4,12 @@ A task id is 32 hexadecimal digits, as Django-Q2's (``uuid4().hex``), laid out a
 UUID version 7 (RFC 9562): the first 48 bits are the Unix time in milliseconds, the
 rest (but the version and variant bits) random. Ids made close together therefore sort
 close together, so that the result rows a batch writes go to the end of the task
-table's primary-key index instead of one random page each: on SQLite a batch of 50
-result rows took half the time, and writes half as many pages. 74 random bits keep ids
-unguessable and unique.
+table's primary-key index instead of one random page each: on SQLite, inserting a batch
+of 50 result rows into a table of 50 000 took about half the time (docs/benchmark.md).
+74 random bits keep ids unguessable and unique.
 
 A task's name is a human-readable hash of its id (four words): the words come from a
-digest of the whole id, so that tasks enqueued in the same second do not share words
+digest of the whole id, so that tasks enqueued in the same minute do not share words
 drawn from the time in their ids.
 """
 
