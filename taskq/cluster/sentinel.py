@@ -20,14 +20,13 @@ from django.utils import timezone
 
 from taskq.brokers import Broker, get_broker
 from taskq.conf import ClusterConfig
-from taskq.messages import Delivery, TaskMessage, TaskOutcome
-from taskq.outcomes import record
+from taskq.messages import Delivery
 
 from .channel import Relay
 from .monitor import STOP, Monitor
-from .packages import message_or_none, read_message
 from .processes import SignalWakeup, cpus_for, spawn
 from .pusher import Pusher
+from .settlement import lost_worker_outcome, rescue_orphans
 from .state import Shared, WorkerState, running
 from .status import cluster_status
 from .trouble import Trouble
@@ -206,46 +205,8 @@ class Sentinel:
 
     def settle(self, task: dict[str, Any], reason: str, *, timed_out: bool = False) -> None:
         """Record the task of a worker that died: retried or failed, per ``max_attempts``."""
-        logger.error("task_id=%s lost its worker: %s", task["task_id"], reason)
-        ack_id = self.broker.parse_ack_id(task["ack_id"]) if task["ack_id"] else None
-        delivery = (
-            None
-            if ack_id is None
-            else Delivery(
-                ack_id=ack_id,
-                token=task["token"],
-                attempt=task["attempt"],
-                payload="",
-            )
-        )
-        message = self.recover_message(task, delivery)
-        now = timezone.now()
-        result = f"Task timed out: {reason}" if timed_out else f"Worker died: {reason}"
-        outcome = TaskOutcome.failure(
-            message,
-            result,
-            now=now,
-            attempt=task["attempt"],
-            delivery=delivery,
-            cluster=self.config.queue_key,
-            timed_out=timed_out,
-        )
+        outcome = lost_worker_outcome(task, reason, self.broker, self.config, timed_out=timed_out)
         self.relay.put(outcome)
-
-    def recover_message(self, task: dict[str, Any], delivery: Delivery | None) -> TaskMessage:
-        payload = None
-        if delivery is not None:
-            try:
-                payload = self.broker.claimed_payload(delivery.ack_id, delivery.token)
-            except Exception:
-                logger.exception("could not read back task_id=%s", task["task_id"])
-        if payload:
-            try:
-                return read_message(payload, self.config.name)
-            except Exception:
-                logger.exception("could not decode task_id=%s", task["task_id"])
-        task_id = task["task_id"] or uuid.uuid4().hex  # died before it read the package
-        return TaskMessage(id=task_id, name=task["task_name"], func="<unknown>")
 
     def heartbeat(self, force: bool = False) -> None:
         now = self.clock()
@@ -264,29 +225,8 @@ class Sentinel:
     def rescue_orphans(self) -> None:
         """Give back the tasks of clusters whose heartbeat stopped, or fail them if spent."""
         try:
-            orphans = self.broker.orphans(self.config.retry)
+            rescue_orphans(self.broker, self.config)
             self.troubles["rescue"].succeeded()
-            if not orphans:
-                self.broker.prune_clusters(self.config.retry)
-                return
-            spent, again = [], []
-            for delivery in orphans:
-                message = message_or_none(delivery.payload, self.config.name)
-                limit = self.config.max_attempts
-                if message is not None and message.max_attempts is not None:
-                    limit = message.max_attempts
-                if message is not None and limit and delivery.attempt >= limit:
-                    spent.append(lost_outcome(message, delivery, self.config.queue_key))
-                else:
-                    again.append(delivery)
-            released = self.broker.release(again)
-            if spent:
-                record(spent, self.broker, self.config)
-            logger.warning(
-                "rescued %s tasks of dead clusters; %s failed (attempts used up)",
-                released,
-                len(spent),
-            )
         except Exception:
             self.troubles["rescue"].failed()
             close_old_connections()
@@ -415,14 +355,3 @@ class Sentinel:
                 process.join(timeout=EXITING)
         if self.wakeup is not None:
             self.wakeup.drain()
-
-
-def lost_outcome(message: TaskMessage, delivery: Delivery, cluster: str) -> TaskOutcome:
-    return TaskOutcome.failure(
-        message,
-        f"Cluster died while running the task; attempts used up ({delivery.attempt})",
-        now=timezone.now(),
-        attempt=delivery.attempt,
-        delivery=delivery,
-        cluster=cluster,
-    )
