@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from taskq.cluster.channel import CONTEXT, Channel, Relay
+from taskq.cluster.channel import CHUNK, CONTEXT, Channel, Relay
 from taskq.cluster.writelock import WriteLock
 
 
@@ -72,6 +72,64 @@ def test_many_processes_read_each_item_once() -> None:
     for process in readers:
         process.join(5)
     assert got == list(range(300))
+
+
+def test_get_many_takes_what_is_in_the_pipe_in_order() -> None:
+    channel = Channel()
+    items = [("outcome", n, "x" * (n % 7) * 100) for n in range(400)]  # ~120 KiB: two chunks
+    channel.put_many(items)
+    got: list[object] = []
+    while len(got) < len(items):
+        taken = channel.get_many(150, timeout=1)
+        assert 1 <= len(taken) <= 150 + 200  # stops reading once past the limit
+        got.extend(taken)
+    assert got == items
+    with pytest.raises(queue.Empty):
+        channel.get_many(10, timeout=0.02)
+
+
+def test_get_many_completes_frames_cut_by_a_chunk() -> None:
+    channel = Channel()
+    big = b"b" * (CHUNK * 3 + 5)  # longer than a chunk: read to its end, then the rest
+    items = [b"a" * (CHUNK - 3), big, "after"]  # the second header straddles the chunk
+    channel.put_many(items)
+    got: list[object] = []
+    while len(got) < 3:
+        got.extend(channel.get_many(100, timeout=1))
+    assert got == items
+
+
+def test_get_many_and_get_share_a_pipe_frame_by_frame() -> None:
+    channel, results = Channel(), Channel()
+
+    def read(bulk: bool) -> None:
+        while True:
+            taken = channel.get_many(7, timeout=5) if bulk else [channel.get(timeout=5)]
+            for item in taken:
+                if item is None:
+                    return
+                results.put(item)
+
+    readers = [CONTEXT.Process(target=read, args=(n % 2 == 0,)) for n in range(4)]
+    for process in readers:
+        process.start()
+    for start in range(0, 2000, 50):
+        channel.put_many([(n, "p" * (n % 300)) for n in range(start, start + 50)])
+    for _ in range(12):  # more stops than readers: a bulk reader may take several
+        channel.put(None)
+    got = sorted(results.get(timeout=5)[0] for _ in range(2000))
+    for process in readers:
+        process.join(5)
+    assert got == list(range(2000))
+
+
+def test_a_reader_learns_that_the_writers_are_gone() -> None:
+    channel = Channel()
+    channel.put("last")
+    channel._writer.close()
+    assert channel.get_many(10, timeout=1) == ["last"]
+    with pytest.raises(EOFError):
+        channel.get_many(10, timeout=1)
 
 
 def test_the_relay_writes_in_order_without_blocking_the_caller() -> None:

@@ -9,16 +9,23 @@ task channel holds at most ``queue_limit`` tasks, and the Monitor reads the resu
 channel all the time. The Sentinel, which must never block, writes through a
 :class:`Relay`, and reads the task channel while it waits for the Pusher to stop, so that
 the Pusher is never killed in the middle of a write.
+
+Reading waits on a ``select.poll`` object kept per process (``Connection.poll`` builds
+a selector on every call), and the Monitor takes what the result channel holds in
+chunks (:meth:`Channel.get_many`); together they took a 2-worker SQLite drain from
+about 3 260 to 3 610 tasks/s (docs/benchmark.md).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import math
 import multiprocessing
 import os
 import pickle
 import queue
+import select
 import struct
 import threading
 import time
@@ -27,8 +34,10 @@ from typing import Any
 CONTEXT = multiprocessing.get_context("fork")
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 HEADER = struct.Struct("!i")  # how Connection.send_bytes frames a message
+LONG_HEADER = struct.Struct("!Q")  # after a header of -1: the length of a frame over 2 GiB
 FRAME_LIMIT = 0x7FFFFFFF
 PIPE_SIZE = 1 << 20  # bytes; Linux's default limit for unprivileged processes
+CHUNK = 1 << 16  # bytes read at a time by get_many
 
 
 class Channel:
@@ -38,6 +47,8 @@ class Channel:
         self._reader, self._writer = CONTEXT.Pipe(duplex=False)
         self._rlock = CONTEXT.Lock()
         self._wlock = CONTEXT.Lock()
+        self._poll: Any = None
+        self._poll_pid = 0
         widen(self._writer.fileno())
 
     def put(self, item: Any) -> None:
@@ -65,9 +76,7 @@ class Channel:
         if not self._rlock.acquire(True, timeout):
             raise queue.Empty
         try:
-            if deadline is not None and not self._reader.poll(
-                max(0.0, deadline - time.monotonic())
-            ):
+            if not self.readable(deadline):
                 raise queue.Empty
             data = self._reader.recv_bytes()
         finally:
@@ -76,6 +85,84 @@ class Channel:
 
     def get_nowait(self) -> Any:
         return self.get(timeout=0)
+
+    def get_many(self, limit: int, timeout: float | None = None) -> list[Any]:
+        """The items already in the pipe, about ``limit`` at most (at least one): waits
+        up to ``timeout`` seconds for the first (``queue.Empty`` if none comes).
+
+        The pipe is read in chunks of many small items at once, a system call for each
+        chunk rather than two for each item; a frame cut by the end of a chunk is read
+        to its end, so that the next reader starts on a frame."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._rlock.acquire(True, timeout):
+            raise queue.Empty
+        frames: list[bytes] = []
+        try:
+            if not self.readable(deadline):
+                raise queue.Empty
+            fd = self._reader.fileno()
+            while len(frames) < limit:
+                try:
+                    data = read_once(fd, CHUNK)
+                except EOFError:
+                    if frames:  # those read are kept; the next call raises
+                        break
+                    raise
+                frames.extend(split_frames(fd, data))
+                if not self.readable(time.monotonic()):
+                    break
+        finally:
+            self._rlock.release()
+        return [pickle.loads(data) for data in frames]
+
+    def readable(self, deadline: float | None) -> bool:
+        """Whether the pipe has data (or its writers are gone) by ``deadline``."""
+        if self._poll_pid != os.getpid():  # a poll object per process, made on first use
+            self._poll = select.poll()
+            self._poll.register(self._reader.fileno(), select.POLLIN)
+            self._poll_pid = os.getpid()
+        if deadline is None:
+            return bool(self._poll.poll())
+        return bool(self._poll.poll(max(0, math.ceil((deadline - time.monotonic()) * 1000))))
+
+
+def read_once(fd: int, size: int) -> bytes:
+    data = os.read(fd, size)
+    if not data:
+        raise EOFError("the channel's writers are gone")
+    return data
+
+
+def read_exactly(fd: int, size: int) -> bytes:
+    parts = []
+    while size:
+        part = read_once(fd, min(size, PIPE_SIZE))
+        parts.append(part)
+        size -= len(part)
+    return b"".join(parts)
+
+
+def split_frames(fd: int, data: bytes) -> list[bytes]:
+    """The frames in ``data``, the last completed from the pipe if ``data`` cuts it."""
+    frames = []
+    view = memoryview(data)
+    while view:
+        if len(view) < HEADER.size:
+            view = memoryview(bytes(view) + read_exactly(fd, HEADER.size - len(view)))
+        (size,) = HEADER.unpack_from(view)
+        view = view[HEADER.size :]
+        if size == -1:
+            if len(view) < LONG_HEADER.size:
+                view = memoryview(bytes(view) + read_exactly(fd, LONG_HEADER.size - len(view)))
+            (size,) = LONG_HEADER.unpack_from(view)
+            view = view[LONG_HEADER.size :]
+        if len(view) >= size:
+            frames.append(bytes(view[:size]))
+            view = view[size:]
+        else:
+            frames.append(bytes(view) + read_exactly(fd, size - len(view)))
+            view = memoryview(b"")
+    return frames
 
 
 def widen(fd: int) -> None:

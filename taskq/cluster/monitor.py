@@ -63,17 +63,20 @@ class Monitor:
 
         Idle, the first outcome is recorded at once. Busy (the last batch had company),
         the Monitor sleeps ``LINGER`` seconds after the first outcome and then takes all
-        that arrived meanwhile: one wake-up per batch rather than one per outcome.
+        that arrived meanwhile: one wake-up per batch rather than one per outcome. The
+        channel is read in chunks of many outcomes (:meth:`Channel.get_many`).
         """
         try:
-            self.take(self.shared.result_queue.get(timeout=wait))
+            for item in self.shared.result_queue.get_many(BATCH, timeout=wait):
+                self.take(item)
         except queue.Empty:
             return
         if self.busy and not self.stopping:
             time.sleep(LINGER)
         while len(self.pending) < BATCH and not self.stopping:
             try:
-                self.take(self.shared.result_queue.get_nowait())
+                for item in self.shared.result_queue.get_many(BATCH - len(self.pending), 0):
+                    self.take(item)
             except queue.Empty:
                 return
 
