@@ -8,6 +8,7 @@ rescued claim removes nothing. All times compared are the database's clock.
 
 from __future__ import annotations
 
+import atexit
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -49,7 +50,16 @@ SELECT id, pg_notify('{CHANNEL}', %s) FROM row
 INSERT_SQLITE = f"""
 INSERT INTO {TABLE} ({INSERT_COLUMNS}) VALUES (%s, %s, %s, 0, %s, %s, %s, %s)
 """
-WAKERS: dict[tuple[str, str], DatagramWaker] = {}
+WAKERS: dict[tuple[str, str], DatagramWaker] = {}  # one per database and queue, kept
+
+
+@atexit.register
+def close_wakers() -> None:
+    """Close the wake-up sockets when the process ends."""
+    for waker in WAKERS.values():
+        waker.close()
+
+
 CLAIM_SQLITE = f"""
 UPDATE {TABLE} SET owner = %s, token = %s, attempt = attempt + 1, claimed = %s
 WHERE id IN (
