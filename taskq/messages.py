@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 # Keys of Django-Q2's task dict that map onto TaskMessage fields.
@@ -89,7 +89,7 @@ class TaskMessage:
         return dataclasses.replace(self, **changes)
 
     def __reduce__(self) -> tuple[Any, ...]:  # faster than the slots dataclass default
-        return rebuild, (TaskMessage, tuple(getattr(self, name) for name in MESSAGE_FIELDS))
+        return rebuild, (TaskMessage, fields_of(self, MESSAGE_FIELDS, MESSAGE_TIMES))
 
     @property
     def func_name(self) -> str:
@@ -110,11 +110,7 @@ class Delivery:
     payload: str
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return Delivery.create, (self.ack_id, self.token, self.attempt, self.payload)
-
-    @classmethod
-    def create(cls, ack_id: Any, token: str | None, attempt: int, payload: str) -> Delivery:
-        return cls(ack_id=ack_id, token=token, attempt=attempt, payload=payload)
+        return make_delivery, (self.ack_id, self.token, self.attempt, self.payload)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,7 +130,7 @@ class TaskOutcome:
     error: BaseException | None = None  # sync mode only: the exception the task raised
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return rebuild, (TaskOutcome, tuple(getattr(self, name) for name in OUTCOME_FIELDS))
+        return rebuild, (TaskOutcome, fields_of(self, OUTCOME_FIELDS, OUTCOME_TIMES))
 
     @classmethod
     def failure(
@@ -173,16 +169,48 @@ def func_repr(func: Any) -> str:
     return repr(func)
 
 
+def fields_of(obj: Any, names: tuple[str, ...], times: tuple[int, ...]) -> tuple[Any, ...]:
+    """The field values of a message or outcome, its UTC times as integers."""
+    values = [getattr(obj, name) for name in names]
+    for index in times:
+        value = values[index]
+        if type(value) is datetime and value.tzinfo is UTC:
+            values[index] = (value - EPOCH) // MICROSECOND
+    return tuple(values)
+
+
 def rebuild(cls: type, values: tuple[Any, ...]) -> Any:
     """Unpickle a :class:`TaskMessage` or :class:`TaskOutcome` from its field values
-    (set one by one: twice as fast as the frozen dataclass's keyword ``__init__``)."""
-    names = MESSAGE_FIELDS if cls is TaskMessage else OUTCOME_FIELDS
+    (set one by one: twice as fast as the frozen dataclass's keyword ``__init__``).
+
+    A UTC time travels as microseconds since the epoch: pickling an aware ``datetime``
+    (its ``tzinfo`` reduced anew in each) cost more than the rest of an outcome."""
+    is_message = cls is TaskMessage
+    names = MESSAGE_FIELDS if is_message else OUTCOME_FIELDS
     obj = object.__new__(cls)
     for name, value in zip(names, values, strict=True):
         SET(obj, name, value)
+    for index in MESSAGE_TIMES if is_message else OUTCOME_TIMES:
+        value = values[index]
+        if type(value) is int:
+            SET(obj, names[index], EPOCH + timedelta(microseconds=value))
+    return obj
+
+
+def make_delivery(ack_id: Any, token: str | None, attempt: int, payload: str) -> Delivery:
+    """Unpickle a :class:`Delivery` (faster than the frozen dataclass's ``__init__``)."""
+    obj = object.__new__(Delivery)
+    SET(obj, "ack_id", ack_id)
+    SET(obj, "token", token)
+    SET(obj, "attempt", attempt)
+    SET(obj, "payload", payload)
     return obj
 
 
 SET = object.__setattr__  # frozen dataclasses refuse their own __setattr__
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
 MESSAGE_FIELDS = tuple(f.name for f in dataclasses.fields(TaskMessage))
 OUTCOME_FIELDS = tuple(f.name for f in dataclasses.fields(TaskOutcome))
+MESSAGE_TIMES = tuple(MESSAGE_FIELDS.index(name) for name in ("started", "run_after"))
+OUTCOME_TIMES = tuple(OUTCOME_FIELDS.index(name) for name in ("started", "stopped"))

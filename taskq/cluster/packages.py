@@ -18,7 +18,7 @@ from django.utils import timezone
 from taskq import signing
 from taskq.exceptions import InvalidSignature
 from taskq.ids import new_task_id
-from taskq.messages import Delivery, TaskMessage, TaskOutcome
+from taskq.messages import Delivery, TaskMessage, TaskOutcome, make_delivery
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def open_package(
     except InvalidSignature as exc:
         logger.error("refused a queued package: ack_id=%s reason=%s", delivery.ack_id, exc)
         return poisoned(delivery, str(exc), clock())
-    return message, Delivery.create(delivery.ack_id, delivery.token, delivery.attempt, "")
+    return message, make_delivery(delivery.ack_id, delivery.token, delivery.attempt, "")
 
 
 def poisoned(delivery: Delivery, reason: str, now: datetime) -> TaskOutcome:
