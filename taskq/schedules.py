@@ -22,8 +22,10 @@ from enum import StrEnum
 from itertools import count, islice, takewhile
 from typing import Any
 
-from croniter import CroniterBadDateError, CroniterError, croniter
 from dateutil.relativedelta import relativedelta
+
+# croniter (and the dateutil.tz it imports, about 35 ms together) is imported where a
+# cron expression is read, not with the models: most processes never read one.
 
 
 class ScheduleType(StrEnum):
@@ -308,6 +310,8 @@ def _cron_runs(expression: str, after: datetime, tz: tzinfo) -> Iterator[datetim
     croniter runs on naive wall-clock times: given aware datetimes it fires a fixed time
     twice on the fall-back day. Times in a gap all collapse onto the gap's end, once.
     """
+    from croniter import CroniterBadDateError, croniter
+
     times = croniter(expression, _wall(after, tz))
     last = after
     while True:
@@ -321,6 +325,8 @@ def _cron_runs(expression: str, after: datetime, tz: tzinfo) -> Iterator[datetim
 
 
 def _check_cron(expression: str) -> None:
+    from croniter import CroniterBadDateError, CroniterError, croniter
+
     try:
         croniter(expression, datetime(2000, 1, 1)).get_next(datetime)
     except CroniterBadDateError as exc:
