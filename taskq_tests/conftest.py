@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
 from taskq_tests import jobs
+from taskq_tests.pgserver import PostgresNotFound, PostgresServer
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -20,3 +22,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(autouse=True)
 def _clean_hook_calls() -> None:
     jobs.HOOK_CALLS.clear()
+
+
+@pytest.fixture
+def own_postgres(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
+    """A PostgreSQL server of the test's own, stopped after it (skipped where PostgreSQL
+    is not installed); parametrize it indirectly with ``True`` for the packaged
+    configuration (``PostgresServer(stock=True)``)."""
+    try:
+        server = PostgresServer(stock=getattr(request, "param", False)).start()
+    except PostgresNotFound as exc:
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -20,7 +20,7 @@ import pytest
 
 from . import clusters
 from .clusters import ROOT, read_ledger, wait_until
-from .pgserver import PostgresNotFound, PostgresServer
+from .pgserver import PostgresServer
 
 pytestmark = pytest.mark.postgres
 
@@ -33,18 +33,6 @@ from taskq.tasks import async_task
 for i in range(int(sys.argv[2]), int(sys.argv[3])):
     async_task("taskq_tests.jobs.ledger", sys.argv[1], f"t{i}", 0.05)
 """
-
-
-@pytest.fixture
-def server():
-    try:
-        own = PostgresServer().start()
-    except PostgresNotFound as exc:
-        pytest.skip(str(exc))
-    try:
-        yield own
-    finally:
-        own.stop()
 
 
 def environment(server: PostgresServer) -> dict[str, str]:
@@ -105,8 +93,9 @@ def outage(server: PostgresServer, env: dict[str, str], ledger: Path, seconds: f
 
 
 def test_database_restarts_lose_nothing_and_the_cluster_resumes_by_itself(
-    server: PostgresServer, tmp_path: Path
+    own_postgres: PostgresServer, tmp_path: Path
 ) -> None:
+    server = own_postgres
     env = environment(server)
     migrate = subprocess.run(
         [sys.executable, "-m", "django", "migrate", "-v", "0"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from .pgserver import PostgresNotFound, PostgresServer
+from .pgserver import PostgresServer
 
 pytestmark = pytest.mark.postgres
 psycopg = pytest.importorskip("psycopg")
@@ -27,19 +27,9 @@ def setting(server: PostgresServer, name: str) -> str:
         return conn.execute(f"SHOW {name}").fetchone()[0]
 
 
-@pytest.fixture(params=[False, True], ids=["fast", "stock"])
-def server(request):
-    try:
-        own = PostgresServer(stock=request.param).start()
-    except PostgresNotFound as exc:
-        pytest.skip(str(exc))
-    try:
-        yield own
-    finally:
-        own.stop()
-
-
-def test_durability_and_authentication_follow_the_mode(server: PostgresServer) -> None:
+@pytest.mark.parametrize("own_postgres", [False, True], ids=["fast", "stock"], indirect=True)
+def test_durability_and_authentication_follow_the_mode(own_postgres: PostgresServer) -> None:
+    server = own_postgres
     durable = "on" if server.stock else "off"
     for name in ("fsync", "synchronous_commit", "full_page_writes"):
         assert setting(server, name) == durable, name
