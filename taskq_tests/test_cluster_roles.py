@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
+import select
+import time
 
 import pytest
 from django.db import OperationalError
 
 from taskq.brokers import get_broker
+from taskq.cluster.channel import Doorbell
 from taskq.cluster.monitor import LINGER, STOP, Monitor
 from taskq.cluster.packages import open_package
 from taskq.cluster.pusher import Pusher
-from taskq.cluster.sentinel import Sentinel
+from taskq.cluster.sentinel import LEAVING_GRACE, Phase, Sentinel
 from taskq.cluster.state import Shared, WorkerState, running
 from taskq.cluster.worker import Worker
 from taskq.conf import get_config, replace
@@ -202,6 +205,67 @@ def test_worker_leaves_after_recycle_tasks() -> None:
     assert worker.exit_reason().value == "recycled"
 
 
+def test_a_worker_that_leaves_hands_back_its_slot_and_rings_the_sentinel() -> None:
+    async_task("taskq_tests.jobs.add", 1, 1)
+    _config, shared, pusher, worker, _monitor = roles(recycle=1)
+    pusher.step()
+    assert worker.run().value == "recycled"
+    assert worker.slot.state == WorkerState.LEFT
+    assert running(worker.slot) is None  # nothing for the Sentinel to settle
+    assert select.select([shared.departures], [], [], 0)[0] == [shared.departures]
+    shared.departures.drain()
+    assert select.select([shared.departures], [], [], 0)[0] == []
+
+
+def test_the_sentinel_replaces_a_worker_that_left_while_its_process_exits(monkeypatch) -> None:
+    sentinel = Sentinel(replace(get_config(), workers=1, guard_cycle=30))
+    sentinel.phase = Phase.RUNNING
+    leaving = Running()
+    sentinel.workers[0] = leaving
+    started = []
+
+    def start_worker(index: int) -> None:
+        started.append(index)
+        sentinel.workers[index] = Running()
+
+    monkeypatch.setattr(sentinel, "start_worker", start_worker)
+    slot = sentinel.shared.slots[0]
+    slot.state = WorkerState.IDLE
+    sentinel.guard_workers(100.0)
+    assert started == []
+    assert sentinel.workers[0] is leaving
+    slot.state = WorkerState.LEFT
+    sentinel.shared.departures.ring()
+    began = time.monotonic()
+    sentinel.nap(30)  # the ring ends the nap: no waiting for the guard cycle
+    assert time.monotonic() - began < 10
+    sentinel.guard_workers(100.0)
+    assert started == [0]
+    assert sentinel.workers[0] is not leaving
+    assert sentinel.leaving == [(leaving, 100.0)]
+    sentinel.workers[0].alive = False
+    assert sentinel.workers_alive()  # the one that left is still exiting
+    leaving.alive = False
+    sentinel.reap_leaving(101.0)
+    assert sentinel.leaving == []
+    assert not sentinel.workers_alive()
+
+
+def test_a_worker_that_left_and_does_not_exit_is_killed(caplog) -> None:
+    sentinel = Sentinel(replace(get_config(), workers=1))
+    stuck = Running()
+    sentinel.leaving = [(stuck, 0.0)]
+    sentinel.reap_leaving(LEAVING_GRACE / 2)
+    assert stuck.alive
+    assert sentinel.leaving == [(stuck, 0.0)]
+    with caplog.at_level(logging.WARNING, logger="taskq.cluster.sentinel"):
+        sentinel.reap_leaving(LEAVING_GRACE + 1)
+    assert not stuck.alive
+    assert "has not exited" in caplog.text
+    sentinel.reap_leaving(LEAVING_GRACE + 2)
+    assert sentinel.leaving == []
+
+
 def test_worker_leaves_above_max_rss() -> None:
     _config, _shared, _pusher, worker, _monitor = roles(max_rss=1)
     assert worker.exit_reason().value == "max_rss"
@@ -324,6 +388,11 @@ class Running:
 
     def __init__(self) -> None:
         self.alive = True
+        self.exited = Doorbell()  # never rung: a process that does not exit during a nap
+
+    @property
+    def sentinel(self) -> int:
+        return self.exited.fileno()
 
     def is_alive(self) -> bool:
         return self.alive

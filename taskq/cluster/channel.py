@@ -177,6 +177,33 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+class Doorbell:
+    """A pipe that carries no data, only a wake-up: a loop that waits on :meth:`fileno`
+    (``select``, ``multiprocessing.connection.wait``) wakes when any process that holds
+    it calls :meth:`ring`. Ringing never blocks; rings before a :meth:`drain` count once."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        os.set_blocking(self.write_fd, False)
+
+    def ring(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # a full pipe has rung already
+            os.write(self.write_fd, b"\0")
+
+    def fileno(self) -> int:
+        return self.read_fd
+
+    def drain(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self.read_fd, 512):
+                pass
+
+    def close(self) -> None:
+        os.close(self.read_fd)
+        os.close(self.write_fd)
+
+
 class Relay:
     """Writes to a channel from a thread of its own, in order, so that the caller never
     blocks on a full pipe."""

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.db import connections
 
+from .channel import Doorbell
 from .state import CONTEXT
 
 logger = logging.getLogger(__name__)
@@ -26,14 +27,12 @@ def die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-class SignalWakeup:
-    """A pipe that Python writes to whenever a signal arrives (``signal.set_wakeup_fd``):
+class SignalWakeup(Doorbell):
+    """A doorbell that Python rings whenever a signal arrives (``signal.set_wakeup_fd``):
     a loop that sleeps in ``select``/``wait`` with it wakes on a signal at once."""
 
     def __init__(self) -> None:
-        self.read_fd, self.write_fd = os.pipe()
-        os.set_blocking(self.read_fd, False)
-        os.set_blocking(self.write_fd, False)
+        super().__init__()
         self.previous: int | None = None
 
     def install(self) -> bool:
@@ -44,20 +43,11 @@ class SignalWakeup:
             return False
         return True
 
-    def fileno(self) -> int:
-        return self.read_fd
-
-    def drain(self) -> None:
-        with contextlib.suppress(BlockingIOError):
-            while os.read(self.read_fd, 512):
-                pass
-
     def close(self) -> None:
         if self.previous is not None:
             signal.set_wakeup_fd(self.previous)
             self.previous = None
-        os.close(self.read_fd)
-        os.close(self.write_fd)
+        super().close()
 
 
 def child_setup(cpus: list[int] | None) -> None:

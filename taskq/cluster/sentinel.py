@@ -35,6 +35,7 @@ from .worker import Worker
 logger = logging.getLogger(__name__)
 
 EXITING = 0.1  # seconds to let a worker whose pipe closed finish exiting
+LEAVING_GRACE = 30.0  # seconds a worker that left its slot may take to exit
 TIMEOUT_GRACE = 2.0  # seconds between a task's soft timeout and killing its worker
 
 
@@ -62,6 +63,7 @@ class Sentinel:
         self.relay = Relay(self.shared.result_queue)  # the Sentinel never blocks on a pipe
         self.wakeup: SignalWakeup | None = None  # made by run(): wakes nap() on a signal
         self.workers: list[Any] = [None] * config.workers
+        self.leaving: list[tuple[Any, float]] = []  # (process, since): replaced, exiting
         self.pusher: Any = None
         self.monitor: Any = None
         self.phase = Phase.STARTING
@@ -152,6 +154,10 @@ class Sentinel:
             slot = self.shared.slots[index]
             task = running(slot)
             if process is not None and process.is_alive():
+                if slot.state == WorkerState.LEFT and self.phase is Phase.RUNNING:
+                    self.leaving.append((process, now))  # it exits on its own
+                    self.start_worker(index)
+                    continue
                 if task and task["deadline"] and now > task["deadline"] + TIMEOUT_GRACE:
                     logger.error(
                         "killing worker pid=%s: task_id=%s ran past its timeout",
@@ -177,6 +183,25 @@ class Sentinel:
             slot.state = WorkerState.STOPPED
             if self.phase is Phase.RUNNING:
                 self.start_worker(index)
+        self.reap_leaving(now)
+
+    def reap_leaving(self, now: float) -> None:
+        """Collect the workers that left their slots once they have exited; kill one that
+        does not exit within ``LEAVING_GRACE`` (an ``atexit`` hook that hangs)."""
+        still = []
+        for process, since in self.leaving:
+            if process.is_alive():
+                if now - since > LEAVING_GRACE:
+                    logger.warning(
+                        "killing worker pid=%s: it left %.0fs ago and has not exited",
+                        process.pid,
+                        now - since,
+                    )
+                    process.kill()
+                still.append((process, since))
+            elif process.exitcode not in (0, None):
+                logger.error("worker pid=%s exited with code %s", process.pid, process.exitcode)
+        self.leaving = still
 
     def guard_core(self) -> None:
         """A dead Pusher or Monitor may have lost claimed tasks: claim anew under a new id."""
@@ -301,11 +326,13 @@ class Sentinel:
         logger.info("cluster %s stopped", self.id[:8])
 
     def workers_alive(self) -> bool:
-        return any(p is not None and p.is_alive() for p in self.workers)
+        leaving = [process for process, _since in self.leaving]
+        return any(p is not None and p.is_alive() for p in [*self.workers, *leaving])
 
     def kill(self) -> None:
         """Stop at once: held tasks come back after ``retry``."""
-        for process in [*self.workers, self.pusher, self.monitor]:
+        leaving = [process for process, _since in self.leaving]
+        for process in [*self.workers, *leaving, self.pusher, self.monitor]:
             if process is not None and process.is_alive():
                 process.kill()
         self.phase = Phase.STOPPED
@@ -340,18 +367,18 @@ class Sentinel:
         return 0
 
     def nap(self, seconds: float) -> None:
-        """Sleep until the next guard cycle, a signal, or a worker's exit: a recycled
-        worker is replaced at once, and a stop begins at once."""
+        """Sleep until the next guard cycle, a signal, or a worker's departure or exit: a
+        recycled worker is replaced at once, and a stop begins at once."""
         waitables: list[Any] = [p.sentinel for p in self.workers if p is not None]
+        waitables.append(self.shared.departures)
         if self.wakeup is not None:
             waitables.append(self.wakeup)
-        if not waitables:
-            time.sleep(seconds)
-        ready = wait(waitables, seconds) if waitables else []
+        ready = wait(waitables, seconds)
         for process in self.workers:
             if process is not None and process.sentinel in ready:
                 # its pipe closes a moment before it can be reaped: wait for that moment
                 # rather than spin through guard cycles that still see it alive
                 process.join(timeout=EXITING)
+        self.shared.departures.drain()
         if self.wakeup is not None:
             self.wakeup.drain()

@@ -14,7 +14,7 @@ from typing import Any
 
 from taskq.messages import Delivery
 
-from .channel import CONTEXT, Channel
+from .channel import CONTEXT, Channel, Doorbell
 from .writelock import WriteLock
 
 
@@ -22,6 +22,7 @@ class WorkerState(IntEnum):
     IDLE = 0
     BUSY = 1
     STOPPED = 2
+    LEFT = 3  # its process is exiting, with no task: the slot may take a new worker
 
 
 class WorkerSlot(ctypes.Structure):
@@ -91,6 +92,7 @@ class Shared:
     permits: Any  # BoundedSemaphore: tasks claimed and not yet started ≤ queue_limit
     slots: Any  # array of WorkerSlot
     write_lock: WriteLock  # the Pusher's and Monitor's turns to write (SQLite)
+    departures: Doorbell  # rung by a worker that leaves: the Sentinel replaces it at once
     processed: Any
     failed: Any
     rejected: Any
@@ -104,6 +106,7 @@ class Shared:
             permits=CONTEXT.BoundedSemaphore(prefetch),
             slots=CONTEXT.RawArray(WorkerSlot, workers),
             write_lock=WriteLock(),
+            departures=Doorbell(),
             processed=CONTEXT.RawValue(ctypes.c_longlong, 0),
             failed=CONTEXT.RawValue(ctypes.c_longlong, 0),
             rejected=CONTEXT.RawValue(ctypes.c_longlong, 0),
