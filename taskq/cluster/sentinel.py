@@ -325,14 +325,16 @@ class Sentinel:
         self.phase = Phase.STOPPED
         logger.info("cluster %s stopped", self.id[:8])
 
+    def worker_processes(self) -> list[Any]:
+        """Every worker process: those in the slots and those still exiting after leaving."""
+        return [*self.workers, *(process for process, _since in self.leaving)]
+
     def workers_alive(self) -> bool:
-        leaving = [process for process, _since in self.leaving]
-        return any(p is not None and p.is_alive() for p in [*self.workers, *leaving])
+        return any(p is not None and p.is_alive() for p in self.worker_processes())
 
     def kill(self) -> None:
         """Stop at once: held tasks come back after ``retry``."""
-        leaving = [process for process, _since in self.leaving]
-        for process in [*self.workers, *leaving, self.pusher, self.monitor]:
+        for process in [*self.worker_processes(), self.pusher, self.monitor]:
             if process is not None and process.is_alive():
                 process.kill()
         self.phase = Phase.STOPPED
