@@ -4,7 +4,8 @@ One statement per batch: new rows inserted, an earlier failure of the same id
 overwritten, an earlier success kept (as Django-Q2 does). On PostgreSQL, when the
 results live in the broker's database, the acknowledgement (the fenced delete of the
 queue rows) and the write are one statement too, so a batch costs one round trip: only
-the outcomes whose claim the delete confirmed are written. Row values are encoded before
+the outcomes whose claim the delete confirmed are written (a batch of one, an idle
+cluster's, has a statement of its own without arrays). Row values are encoded before
 the statement runs (:func:`encode_rows`), outside any lock or transaction.
 """
 
@@ -163,6 +164,8 @@ def ack_and_write(
     batch: the driver converts it once, and the server prepares it once per session
     (:mod:`taskq.prepared`)."""
     connection = results_connection()
+    if len(deliveries) == 1 and len(saved) == 1 and saved[0].delivery is deliveries[0]:
+        return ack_and_write_one(connection, deliveries[0], saved[0], encoded)
     stamp = connection.ops.adapt_datetimefield_value
     ack_ids = [d.ack_id for d in deliveries]
     rows = []
@@ -201,6 +204,37 @@ def ack_and_write_statement(alias: str) -> Statement:
         f"incoming (ack_id, ack_token, {names}) AS "
         f"(SELECT * FROM unnest(%s::{ack_type}[], %s::text[], {arrays})), "
         f"written AS ({upsert_sql(connection, confirmed)}) "
+        "SELECT id, token FROM acked"
+    )
+
+
+def ack_and_write_one(
+    connection: Any, delivery: Delivery, outcome: TaskOutcome, encoded: Encoded
+) -> set[tuple[Any, str | None]]:
+    """:func:`ack_and_write` for a batch of one, the batch of an idle cluster: each value
+    is a parameter of its own instead of an array of one, which the driver converts and
+    the server unnests at a cost that is a tenth of a task's round trip."""
+    stamp = connection.ops.adapt_datetimefield_value
+    values = encoded.get(id(outcome)) or outcome_values(outcome, stamp)
+    params = [delivery.ack_id, delivery.token, *values]
+    with connection.cursor() as cursor:
+        prepared.execute(connection, cursor, ack_and_write_one_statement(connection.alias), params)
+        return {(row[0], row[1]) for row in cursor.fetchall()}
+
+
+@functools.lru_cache(maxsize=16)
+def ack_and_write_one_statement(alias: str) -> Statement:
+    """The statement of :func:`ack_and_write_one`: the claim's ack id and token, then the
+    row's :data:`COLUMNS`. The row is written only if the fenced delete found the claim."""
+    connection = connections[alias]
+    quote = connection.ops.quote_name
+    ack_type = OrmQ._meta.pk.rel_db_type(connection)
+    casts = [Task._meta.get_field(name).db_type(connection) for name in COLUMNS]
+    values = ", ".join(f"%s::{cast}" for cast in casts)
+    return Statement(
+        f"WITH acked AS (DELETE FROM {quote(OrmQ._meta.db_table)} "
+        f"WHERE id = %s::{ack_type} AND token = %s::text RETURNING id, token), "
+        f"written AS ({upsert_sql(connection, f'SELECT {values} FROM acked')}) "
         "SELECT id, token FROM acked"
     )
 

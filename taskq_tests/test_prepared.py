@@ -17,7 +17,7 @@ from taskq.conf import get_config
 from taskq.models import OrmQ, Task
 from taskq.outcomes import record
 from taskq.prepared import Statement, sqlstate
-from taskq.taskrows import ack_and_write_statement
+from taskq.taskrows import ack_and_write_one_statement, ack_and_write_statement
 from taskq.tasks import async_task
 
 from .test_taskrows import run_claimed
@@ -68,6 +68,11 @@ def test_hot_statements_are_prepared_once_per_session_in_autocommit() -> None:
     assert sorted(o.message.id for o in done.saved) == sorted(ids)
     assert dict(Task.objects.values_list("id", "result")) == {ids[i]: 2 * i for i in range(4)}
     assert not OrmQ.objects.exists()
+    single = async_task("taskq_tests.jobs.add", 5, 5)
+    (outcome,) = run_claimed("cluster-a", 1)
+    assert record([outcome], get_broker(), get_config()).saved == [outcome]
+    assert ack_and_write_one_statement("default").name in session_statements()
+    assert Task.objects.get(id=single).result == 10
 
 
 @postgres

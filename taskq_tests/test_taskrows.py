@@ -19,7 +19,7 @@ from taskq.execution import execute
 from taskq.messages import TaskMessage, TaskOutcome
 from taskq.models import OrmQ, Task
 from taskq.outcomes import record
-from taskq.taskrows import can_ack_and_write
+from taskq.taskrows import ack_and_write_one_statement, can_ack_and_write
 from taskq.tasks import async_task
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -111,3 +111,45 @@ def test_every_column_survives_the_batch_whatever_its_text() -> None:
     empty = Task.objects.get(id=plain)
     assert (empty.group, empty.hook, empty.result, empty.success) == (None, None, 3, True)
     assert OrmQ.objects.count() == 0
+
+
+def test_a_batch_of_one_is_written_only_if_its_claim_is_still_held() -> None:
+    """An idle cluster records one outcome at a time (on PostgreSQL through the statement
+    of one row): a rescued claim's late outcome writes nothing and removes nothing."""
+    task_id = async_task("taskq_tests.jobs.add", 2, 3)
+    (late,) = run_claimed("cluster-a", 1)
+    broker = get_broker()
+    broker.release([late.delivery])  # presumed dead, then claimed by another cluster
+    (fresh,) = run_claimed("cluster-b", 1)
+    done = record([late], broker, get_config())
+    assert (done.saved, [o.message.id for o in done.rejected]) == ([], [task_id])
+    assert not Task.objects.exists()
+    assert list(OrmQ.objects.values_list("token", flat=True)) == [fresh.delivery.token]
+    done = record([fresh], broker, get_config())
+    assert [o.message.id for o in done.saved] == [task_id]
+    assert Task.objects.get(id=task_id).result == 5
+    assert not OrmQ.objects.exists()
+
+
+def test_every_column_survives_a_batch_of_one_whatever_its_text() -> None:
+    awkward = "a \"quoted\", {braced} \\ back\\slash; 'single' NULL ünïcode ✓"
+    task_id = async_task(
+        "taskq_tests.jobs.add", awkward, "!", task_name=awkward[:100], group='{g}, \\ "x"'
+    )
+    (outcome,) = run_claimed("cluster-a", 1)
+    done = record([outcome], get_broker(), get_config())
+    assert len(done.saved) == 1
+    row = Task.objects.get(id=task_id)
+    assert (row.name, row.group, row.result) == (awkward[:100], '{g}, \\ "x"', awkward + "!")
+    assert (row.args, row.success, row.attempt_count, row.cluster) == ((awkward, "!"), True, 1, "c")
+    assert row.started == outcome.message.started
+    assert row.stopped == outcome.stopped
+    assert OrmQ.objects.count() == 0
+
+
+def test_the_statement_of_one_row_fences_by_claim_and_casts_each_value() -> None:
+    sql = ack_and_write_one_statement("default").sql
+    assert "unnest" not in sql
+    assert "WHERE id = %s::" in sql
+    assert "AND token = %s::text" in sql
+    assert sql.count("%s") == 2 + 13
