@@ -31,6 +31,26 @@ def test_spawn_freezes_the_heap_for_the_child_only() -> None:
     assert process.exitcode == 0
 
 
+def report_name(channel: Channel) -> None:
+    with open(f"/proc/{os.getpid()}/comm") as comm:
+        channel.put(comm.read().strip())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_NAME is Linux's")
+def test_a_child_carries_its_name_for_ps_and_top() -> None:
+    channel = Channel()
+    named = spawn("taskq-worker-3", lambda: report_name(channel))
+    long = spawn("taskq-worker-12345", lambda: report_name(channel))
+    try:
+        names = {channel.get(timeout=10), channel.get(timeout=10)}
+        assert names == {"taskq-worker-3", "taskq-worker-12"}  # the kernel keeps 15 bytes
+    finally:
+        named.join(timeout=10)
+        long.join(timeout=10)
+    with open(f"/proc/{os.getpid()}/comm") as comm:
+        assert not comm.read().startswith("taskq-")  # the parent keeps its own name
+
+
 def dead(pid: int) -> bool:
     """Gone, or a zombie that its new parent has not reaped yet."""
     try:

@@ -1,4 +1,5 @@
-"""Starting child processes: fork, die with the parent, ignore terminal signals, pin CPUs."""
+"""Starting child processes: fork, die with the parent, ignore terminal signals, pin CPUs,
+and carry a name that ``ps`` and ``top`` show."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from .state import CONTEXT
 
 logger = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
+NAME_SIZE = 15  # bytes of a thread's name on Linux, the terminating NUL aside
 
 
 def die_with_parent() -> None:
@@ -25,6 +28,15 @@ def die_with_parent() -> None:
     # not Linux: no prctl, and children notice a dead parent themselves
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def name_process(name: str) -> None:
+    """Linux: the name ``ps -o comm``, ``top`` and ``/proc/PID/comm`` show for this
+    process (``taskq-pusher``, ``taskq-worker-0``, ...) instead of ``python``; the
+    command line is left as it is. Cut to 15 bytes, the kernel's limit."""
+    encoded = name.encode()[:NAME_SIZE]
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: nothing to name
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, ctypes.c_char_p(encoded))
 
 
 class SignalWakeup(Doorbell):
@@ -50,12 +62,14 @@ class SignalWakeup(Doorbell):
         super().close()
 
 
-def child_setup(cpus: list[int] | None) -> None:
+def child_setup(cpus: list[int] | None, name: str = "") -> None:
     """First thing in every child: the Sentinel alone handles SIGINT and SIGTERM."""
     signal.set_wakeup_fd(-1)  # the Sentinel's: a child's signals must not wake it
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     die_with_parent()
+    if name:
+        name_process(name)
     if cpus and hasattr(os, "sched_setaffinity"):
         try:
             os.sched_setaffinity(0, cpus)
@@ -63,8 +77,8 @@ def child_setup(cpus: list[int] | None) -> None:
             logger.warning("could not pin pid=%s to cpus %s", os.getpid(), cpus)
 
 
-def bootstrap(target: Callable[[], Any], cpus: list[int] | None) -> None:
-    child_setup(cpus)
+def bootstrap(target: Callable[[], Any], cpus: list[int] | None, name: str = "") -> None:
+    child_setup(cpus, name)
     try:
         target()
     finally:
@@ -76,7 +90,7 @@ def spawn(
 ) -> Any:
     """Fork a child process running ``target()``; database connections are not shared."""
     connections.close_all()
-    process = CONTEXT.Process(target=bootstrap, args=(target, cpus), name=name, daemon=daemon)
+    process = CONTEXT.Process(target=bootstrap, args=(target, cpus, name), name=name, daemon=daemon)
     gc.freeze()  # the child's collections skip what it inherits: fewer pages copied
     try:
         process.start()
