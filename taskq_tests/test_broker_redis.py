@@ -390,6 +390,20 @@ def test_wait_returns_as_soon_as_a_task_is_enqueued() -> None:
     assert time.monotonic() - began > 0.15
 
 
+def test_wake_returns_a_waiting_broker_without_an_enqueue() -> None:
+    broker = get_broker()
+    timer = threading.Timer(0.2, lambda: get_broker().wake())
+    timer.start()
+    began = time.monotonic()
+    broker.wait(10)
+    assert time.monotonic() - began < 5
+    timer.join()
+    assert broker.claim("a", 5) == []  # nothing was queued by it
+    for _ in range(200):  # wake-ups with no listener are capped, as an enqueue's are
+        broker.wake()
+    assert broker.connection.llen(broker.key("wake")) <= 64
+
+
 def claim_in_child(broker: RedisBroker, queue) -> None:
     queue.put([d.payload for d in broker.claim("child", 5)])
 

@@ -17,7 +17,7 @@ from taskq.cluster.packages import open_package
 from taskq.cluster.pusher import Pusher
 from taskq.cluster.sentinel import LEAVING_GRACE, Phase, Sentinel
 from taskq.cluster.state import Shared, WorkerState, running
-from taskq.cluster.worker import Worker
+from taskq.cluster.worker import Exit, Worker
 from taskq.conf import get_config, replace
 from taskq.messages import TaskOutcome
 from taskq.models import Cluster, Failure, OrmQ, Success, Task
@@ -402,6 +402,39 @@ class Running:
 
     def join(self, timeout: float | None = None) -> None:
         return None
+
+
+def test_a_stop_gives_back_what_is_queued_and_dismisses_the_waiting_workers(monkeypatch) -> None:
+    """The stopping Sentinel takes the unstarted tasks off the channel (their permits
+    back, so a Pusher waiting for one wakes and claims nothing), releases them, then
+    puts one LEAVE per worker on the channel: a waiting worker leaves at once."""
+    spawned: dict[str, Running] = {}
+
+    def spawn(name: str, target, **kwargs) -> Running:
+        spawned[name] = Running()
+        return spawned[name]
+
+    monkeypatch.setattr("taskq.cluster.sentinel.spawn", spawn)
+    for i in range(5):
+        async_task("taskq_tests.jobs.add", i, i)
+    sentinel = Sentinel(replace(get_config(), workers=2, queue_limit=3))
+    sentinel.start()
+    pusher = Pusher(sentinel.config, sentinel.cluster_broker(), sentinel.shared, sentinel.id)
+    assert pusher.step() == 3  # the Pusher's claim, on the channel: no permit left
+    assert sentinel.shared.permits.get_value() == 0
+    spawned["taskq-pusher"].alive = False  # it has seen the stop and left
+    sentinel.stop()
+    assert sentinel.shared.permits.get_value() == 3
+    assert OrmQ.objects.filter(owner__isnull=True, attempt=0).count() == 5  # all back
+    assert pusher.step() == 0  # permits free, but stopping: no claim
+    assert OrmQ.objects.filter(owner__isnull=True).count() == 5
+    worker = Worker(sentinel.config, sentinel.shared, sentinel.shared.slots[0], "q")
+    assert worker.step(wait=5) is False  # a LEAVE: no task, no permit given back
+    assert worker.step(wait=5) is False
+    assert worker.step(wait=0) is False  # nothing else on the channel
+    assert worker.exit_reason() is Exit.STOPPED
+    assert sentinel.shared.permits.get_value() == 3
+    assert not Task.objects.exists()
 
 
 def test_the_sentinel_claims_only_under_an_id_whose_heartbeat_is_written(monkeypatch) -> None:

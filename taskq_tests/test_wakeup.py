@@ -107,3 +107,22 @@ def test_an_enqueue_wakes_a_waiting_broker_once_committed() -> None:
         assert waiting.listener.wait(5) is True
     finally:
         waiting.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_wake_rouses_the_waiting_pushers_of_the_queue_without_an_enqueue() -> None:
+    """A stopping cluster wakes its own Pusher this way (SQLite: a datagram; PostgreSQL:
+    a NOTIFY); nothing is queued by it."""
+    from taskq.brokers import get_broker
+    from taskq.models import OrmQ
+
+    waiting = get_broker()
+    try:
+        waiting.wait(0)  # listening from now on
+        assert waiting.listener.wait(0) is False
+        get_broker().wake()
+        assert waiting.listener.wait(5) is True
+        assert waiting.listener.wait(0) is False  # one wake-up, drained
+    finally:
+        waiting.close()
+    assert not OrmQ.objects.exists()

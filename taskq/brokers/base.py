@@ -172,6 +172,11 @@ class Broker(ABC):
         """
         time.sleep(timeout)
 
+    def wake(self) -> None:  # noqa: B027 - optional hook, nothing to wake by default
+        """Wake the Pushers of this queue that wait in :meth:`wait`, as an enqueue would;
+        a stopping cluster wakes its own. The other clusters of the queue wake too, and
+        find nothing new. Brokers without a push wake-up have nothing to do."""
+
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections held by this broker (after a fork, or at exit)."""
 

@@ -199,6 +199,14 @@ class OrmBroker(Broker):
             self.listener.close()
             raise
 
+    def wake(self) -> None:
+        vendor = self.connection.vendor
+        if vendor == "sqlite":
+            self.waker().wake()
+        elif vendor == "postgresql":
+            with self.connection.cursor() as cursor:
+                cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, self.list_key])
+
     def serialized(self) -> AbstractContextManager[Any]:
         return self.write_lock if self.connection.vendor == "sqlite" else nullcontext()
 

@@ -35,7 +35,7 @@ from taskq.messages import Delivery
 from taskq.models import Task
 
 from .base import Broker
-from .redis_scripts import PRELUDE, SCRIPTS
+from .redis_scripts import PRELUDE, SCRIPTS, WAKE_KEEP
 
 logger = logging.getLogger(__name__)
 
@@ -279,6 +279,12 @@ class RedisBroker(Broker):
     @property
     def pushes(self) -> bool:
         return True
+
+    def wake(self) -> None:
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.rpush(self.key("wake"), "1")
+            pipe.ltrim(self.key("wake"), -WAKE_KEEP, -1)
+            pipe.execute()
 
     def wait(self, timeout: float) -> None:
         """Block on the queue's wake-up list until a task is enqueued or ``timeout`` passes."""

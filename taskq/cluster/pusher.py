@@ -65,6 +65,9 @@ class Pusher:
         permits = self.take_permits(max(self.config.bulk, self.config.prefetch), self.config.poll)
         if not permits:
             return 0
+        if self.shared.stop.is_set():  # woken by the stop (the Sentinel gave permits back)
+            self.give_back(permits)
+            return 0
         token = uuid.uuid4().hex
         try:
             deliveries = self.broker.claim(self.cluster_id, permits, token)

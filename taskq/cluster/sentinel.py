@@ -5,6 +5,7 @@ the cluster's heartbeat and gives the tasks of dead clusters back to the queue.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -30,7 +31,7 @@ from .settlement import lost_worker_outcome, rescue_orphans
 from .state import Shared, WorkerState, running
 from .status import cluster_status
 from .trouble import Trouble
-from .worker import Worker
+from .worker import LEAVE, Worker
 
 logger = logging.getLogger(__name__)
 
@@ -278,13 +279,16 @@ class Sentinel:
 
     # stopping --------------------------------------------------------------------------
     def stop(self) -> None:
-        """Stop claiming and give back what is held but not started; workers finish."""
+        """Stop claiming and give back what is held but not started; workers finish the
+        tasks they run, and those waiting for one leave at once."""
         if self.phase in (Phase.STOPPING, Phase.STOPPED):
             return
         logger.info("cluster %s stopping", self.id[:8])
         self.phase = Phase.STOPPING
         self.shared.stop.set()
+        self.wake_pusher()
         held: list[Delivery] = []
+        killed = False
         if self.pusher is not None:
             # read the task channel meanwhile: a Pusher blocked on a full pipe gets to
             # finish its write, and is never killed in the middle of one
@@ -294,10 +298,23 @@ class Sentinel:
                 self.pusher.join(timeout=0.02)
             if self.pusher.is_alive():
                 self.pusher.kill()
-        self.release_unstarted(held)
+                killed = True
+        # a Pusher that left on its own wrote all it claimed: the channel holds it all now
+        self.release_unstarted(held, wait=0.05 if killed else 0.0)
+        if not killed:  # (a killed one may have left half a message in the pipe)
+            self.dismiss_workers()
+
+    def wake_pusher(self) -> None:
+        """A Pusher asleep until the next enqueue or poll wakes and sees the stop."""
+        try:
+            self.broker.wake()
+        except Exception:  # it wakes on its own at the end of its wait
+            logger.debug("could not wake the pusher", exc_info=True)
 
     def take_unstarted(self, wait: float = 0.0) -> list[Delivery]:
-        """What is on the task channel now (or within ``wait`` seconds)."""
+        """What is on the task channel now (or within ``wait`` seconds). The permit of
+        each task taken is given back, so that a Pusher waiting for one wakes (and, the
+        stop being set, claims nothing)."""
         held = []
         while True:
             try:
@@ -306,12 +323,23 @@ class Sentinel:
                 return held
             if isinstance(item, Delivery):
                 held.append(item)
+                with contextlib.suppress(ValueError):  # never more than were taken
+                    self.shared.permits.release()
 
-    def release_unstarted(self, held: list[Delivery] | None = None) -> None:
-        held = (held or []) + self.take_unstarted(wait=0.05)
+    def release_unstarted(self, held: list[Delivery] | None = None, wait: float = 0.0) -> None:
+        held = (held or []) + self.take_unstarted(wait=wait)
         if held:
             released = self.broker.release(held, unstarted=True)
             logger.info("gave %s held tasks back to the queue", released)
+
+    def dismiss_workers(self) -> None:
+        """One :data:`LEAVE` per worker on the (now empty) task channel: a worker waiting
+        for a task leaves at once; one that is running a task leaves when it is done.
+        Written directly: nothing else writes to the channel any more, and a few bytes
+        never fill its pipe."""
+        waiting = sum(1 for p in self.workers if p is not None and p.is_alive())
+        if waiting:
+            self.shared.task_queue.put_many([LEAVE] * waiting)
 
     def finish(self) -> None:
         """After the workers left: flush the Monitor and forget this cluster."""
@@ -360,11 +388,9 @@ class Sentinel:
             if signals_received == 1:
                 self.stop()
             self.step()
-            if self.phase is Phase.STOPPING:
-                self.release_unstarted()
-                if not self.workers_alive():
-                    self.finish()
-                    break
+            if self.phase is Phase.STOPPING and not self.workers_alive():
+                self.finish()
+                break
             self.nap(self.config.guard_cycle)
         return 0
 

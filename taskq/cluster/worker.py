@@ -36,6 +36,14 @@ logger = logging.getLogger(__name__)
 OPENING = "(opening its package)"  # the slot's task name before the package is read
 
 
+class Leave:
+    """Put on the task channel by a stopping Sentinel, one per worker: a worker waiting
+    for a task wakes and leaves at once instead of at the end of its wait."""
+
+
+LEAVE = Leave()
+
+
 class Exit(Enum):
     """Why a worker's loop ended."""
 
@@ -72,6 +80,8 @@ class Worker:
         try:
             item = self.shared.task_queue.get(timeout=wait)
         except queue.Empty:
+            return False
+        if isinstance(item, Leave):  # no task, and no permit to give back
             return False
         self.shared.permits.release()  # no longer held: the Pusher may claim another
         # the slot names the claim while the package is opened: if this process dies
