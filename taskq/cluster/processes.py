@@ -23,20 +23,23 @@ PR_SET_NAME = 15
 NAME_SIZE = 15  # bytes of a thread's name on Linux, the terminating NUL aside
 
 
-def die_with_parent() -> None:
-    """Linux: the kernel kills this process when its parent (the Sentinel) dies."""
-    # not Linux: no prctl, and children notice a dead parent themselves
+def prctl(option: int, argument: Any) -> None:
+    """Linux's ``prctl(2)``; elsewhere (no such call) nothing happens."""
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        ctypes.CDLL(None, use_errno=True).prctl(option, argument)
+
+
+def die_with_parent() -> None:
+    """Linux: the kernel kills this process when its parent (the Sentinel) dies; other
+    systems' children notice a dead parent themselves."""
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def name_process(name: str) -> None:
     """Linux: the name ``ps -o comm``, ``top`` and ``/proc/PID/comm`` show for this
     process (``taskq-pusher``, ``taskq-worker-0``, ...) instead of ``python``; the
     command line is left as it is. Cut to 15 bytes, the kernel's limit."""
-    encoded = name.encode()[:NAME_SIZE]
-    with contextlib.suppress(OSError, AttributeError):  # not Linux: nothing to name
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, ctypes.c_char_p(encoded))
+    prctl(PR_SET_NAME, ctypes.c_char_p(name.encode()[:NAME_SIZE]))
 
 
 class SignalWakeup(Doorbell):
